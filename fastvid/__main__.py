@@ -1,0 +1,5 @@
+import sys
+
+from fastvid.cli import main
+
+sys.exit(main())
