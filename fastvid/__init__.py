@@ -8,7 +8,7 @@ imports PyAV and NumPy only; the generators import Keras when first touched.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastvid.errors import VideoError
 
@@ -47,21 +47,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(__all__)
 
-
-if TYPE_CHECKING:  # for type checkers and IDEs only
-    from fastvid.bridge import to_backend
-    from fastvid.generators import (
-        OpticalFlowGenerator,
-        SlidingFrameGenerator,
-        VideoFrameGenerator,
-    )
-    from fastvid.ops import (
-        METHOD_ABS_DIFF,
-        METHOD_DIFF_MASK,
-        METHOD_FLOW_MASK,
-        METHOD_OPTICAL_FLOW,
-        AugmentParams,
-        motion,
-        prepare,
-    )
-    from fastvid.reader import VideoMetadata, VideoReader, read_clips

@@ -153,7 +153,9 @@ def make_video(
             if codec == "libx264":
                 opts["x264-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0"
             else:
-                opts["x265-params"] += f":keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}"
+                opts["x265-params"] += (
+                    f":keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}"
+                )
         opts.update(options or {})
         stream.options = opts
         stream.codec_context.gop_size = gop
