@@ -875,15 +875,6 @@ class OpticalFlowGenerator(VideoFrameGenerator):
     def _frames_needed(self, video: _Video) -> int:
         return self.nb_frames + 1
 
-    def _already_prepared(self, clips: list[np.ndarray]) -> bool:
-        """True when prepare would be a plain copy-and-rescale of RGB target-size frames."""
-        if self._device != "cpu" or self.augment is not None or self.nb_channel != 3:
-            return False
-        if self._input_format != "rgb":
-            return False
-        height, width = self.target_shape
-        return all(c.ndim == 4 and c.shape[1:] == (height, width, 3) for c in clips)
-
     def _pre_motion_scale(self) -> float:
         return 1 / 255.0  # motion works on [0, 1]; rescale comes after
 

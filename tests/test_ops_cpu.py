@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 
 import cv2
 import numpy as np
@@ -314,3 +315,22 @@ def test_pool_survives_fork_and_nesting():
 
 def _prepare_in_child(clips):
     return ops.prepare(clips, size=(12, 10), device="cpu")
+
+
+def test_run_tasks_runs_every_task_once_across_threads_and_reraises():
+    seen = []
+    lock = threading.Lock()
+
+    def record(k):
+        with lock:
+            seen.append((k, threading.get_ident()))
+
+    cpu.run_tasks(record, [(k,) for k in range(101)], threads=2)
+    assert sorted(k for k, _ in seen) == list(range(101))
+
+    def fail_on_7(k):
+        if k == 7:
+            raise ValueError("task 7")
+
+    with pytest.raises(ValueError, match="task 7"):
+        cpu.run_tasks(fail_on_7, [(k,) for k in range(20)], threads=2)

@@ -1,6 +1,6 @@
 """Keras loaders side by side: ``fastvid.VideoFrameGenerator`` against keras-video-generators.
 
-The ``keras`` suite of ``fastvid bench`` (also ``python -m fastvid.bench.loaders``).
+The ``keras`` suite of ``fastvid bench``.
 keras-video-generators itself no longer imports on NumPy 2 / Keras 3, so its
 algorithm runs as the port in :mod:`fastvid.kvg_baseline` (OpenCV sequential
 read of every frame, per-frame resize/convert/rescale). Both loaders read the
@@ -35,7 +35,6 @@ import hashlib
 import logging
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -389,18 +388,3 @@ def run(args: Any) -> list[dict]:
         log.info("keras suite: %s", fit_group)
         rows += _fit_rows(fit_group, pattern, args, batch_size=args.keras_batch_size)
     return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m fastvid.bench.loaders [--quick] ...``: this suite alone."""
-    from fastvid.bench import cli
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--suite" not in argv:
-        argv = ["--suite", SUITE, *argv]
-    return cli.main(argv)
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    raise SystemExit(main())

@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import logging
 import os
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -463,31 +462,3 @@ def run(args: Any) -> list[dict]:
                 bar.update(1)
     rows.extend(_targets(rows, sizes))
     return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m fastvid.bench.process``: this suite alone, printed as a table."""
-    p = argparse.ArgumentParser(prog="python -m fastvid.bench.process",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="small batch, 1 repeat, no warm-up")
-    p.add_argument("--repeats", type=int, default=None)
-    p.add_argument("--warmup", type=int, default=None)
-    p.add_argument("--json", default=None, help="also write the report as JSON")
-    add_arguments(p)
-    args = p.parse_args(argv)
-    args.repeats = args.repeats or (common.QUICK_REPEATS if args.quick
-                                    else common.DEFAULT_REPEATS)
-    args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
-    logging.basicConfig(level=logging.WARNING)
-    report = {"machine": common.machine_info(),
-              "config": {"suites": SUITE, "quick": args.quick, "repeats": args.repeats,
-                         "warmup": args.warmup},
-              "rows": run(args)}
-    print(common.render_report(report))
-    if args.json:
-        common.write_json(args.json, report)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """TFRecord export and reading: ``fastvid convert`` speed, and tf.data against the generator.
 
-The ``tfrecord`` suite of ``fastvid bench`` (also ``python -m fastvid.bench.tfrecord``).
+The ``tfrecord`` suite of ``fastvid bench``.
 Two workloads on the shared short clips, each a table section:
 
 * conversion: ``fastvid.tfrecord.convert`` of every clip (frames sampled uniformly,
@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -177,18 +176,3 @@ def run(args: Any) -> list[dict]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m fastvid.bench.tfrecord [--quick] ...``: this suite alone."""
-    from fastvid.bench import cli
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--suite" not in argv:
-        argv = ["--suite", SUITE, *argv]
-    return cli.main(argv)
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    raise SystemExit(main())
