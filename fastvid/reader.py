@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
 
 COLORS = ("rgb", "bgr", "gray", "yuv420p")
+INDEX_CACHE_ENV = "FASTVID_INDEX_CACHE"  # default cache_dir of every reader
 SEEK_MODES = ("exact", "keyframe")
 
 _SWS_FORMAT = {"rgb": "rgb24", "bgr": "bgr24", "gray": "gray", "yuv420p": "yuv420p"}
@@ -132,7 +133,9 @@ class VideoReader:
     (``None``: FFmpeg's best video stream, e.g. the 480x270 one of a file that
     has two). ``cache_dir``: a directory where the packet index is stored,
     keyed by path, size and mtime, so re-opening the file later skips the scan
-    (an in-process cache already spares it within one run). ``threads``:
+    (an in-process cache already spares it within one run); when None, the
+    environment variable ``FASTVID_INDEX_CACHE`` names it, so the generators,
+    ``fastvid convert`` and ``read_clips`` persist their indexes too. ``threads``:
     FFmpeg decoding threads (frame and slice threading); ``None`` picks one
     thread for pictures smaller than 640x360 (threading costs more than it
     gains there) and all cores otherwise; ``0`` lets FFmpeg choose.
@@ -176,6 +179,8 @@ class VideoReader:
             self._stream_index = self._stream.index
             self._threads = self._thread_count(threads)
             self._configure_decoder()
+            if cache_dir is None:
+                cache_dir = os.environ.get(INDEX_CACHE_ENV) or None
             self._index = self._load_index(cache_dir)
             self.metadata = self._make_metadata()
         except BaseException:

@@ -535,6 +535,20 @@ def test_index_cache_dir(videos, tmp_path, monkeypatch):
         assert reader.metadata == meta
 
 
+def test_index_cache_dir_from_environment(tmp_path, monkeypatch):
+    path = make_video(tmp_path / "v.mp4", 12, gop=4)
+    cache = tmp_path / "env-cache"
+    monkeypatch.setenv("FASTVID_INDEX_CACHE", str(cache))
+    vindex.memory_cache.clear()
+    clips = read_clips([(path, [11, 0])], workers=1)  # what the generators call
+    assert [frame_indices(c) for c in clips] == [[11, 0]]
+    assert len(list(cache.glob("*.npz"))) == 1
+    vindex.memory_cache.clear()
+    monkeypatch.setattr(vindex, "scan_packets", lambda *a, **k: pytest.fail("index not cached"))
+    with VideoReader(path) as reader:
+        assert len(reader) == 12
+
+
 def test_index_cache_follows_file_changes(tmp_path):
     path = make_video(tmp_path / "v.mp4", 20, gop=5)
     cache = tmp_path / "cache"
