@@ -72,6 +72,7 @@ __all__ = [
 
 SEEK_MODES = ("exact", "keyframe")
 _SHOW = 5  # how many file names a warning lists
+_PROGRESS_MIN_FILES = 500  # index this many files or more: a progress bar on stderr
 
 # purposes mixed into the per-epoch / per-batch seeds, so each stream is independent
 _SHUFFLE, _AUGMENT, _TRANSFORM = 1, 2, 3
@@ -131,9 +132,14 @@ def _probe(path: str) -> tuple[int, float] | str:
 def _probe_all(paths: Sequence[str], threads: int | None) -> dict[str, tuple[int, float] | str]:
     if not paths:
         return {}
+    from tqdm import tqdm  # noqa: PLC0415
+
     workers = max(1, min(len(paths), threads or 8))
     with ThreadPoolExecutor(workers, thread_name_prefix="fastvid-probe") as pool:
-        return dict(zip(paths, pool.map(_probe, paths), strict=True))
+        # a large dataset takes a while to index the first time: show it
+        probes = tqdm(pool.map(_probe, paths), total=len(paths), desc="fastvid: indexing videos",
+                      unit="file", disable=len(paths) < _PROGRESS_MIN_FILES, leave=False)
+        return dict(zip(paths, probes, strict=True))
 
 
 def _reason(err: BaseException) -> str:
