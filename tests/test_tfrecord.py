@@ -273,6 +273,29 @@ def test_two_shards_equal_one_conversion(dataset_dir, out_root, tmp_path):
         assert sorted(seen) == sorted(m["path"] for _, _, m in sharded), pipelines
 
 
+def test_another_shard_count_in_the_same_folder_is_refused_or_replaced(dataset_dir, tmp_path):
+    args = dict(frames=3, encoding="raw", videos_per_record=6, progress=False)
+    tfrecord.convert(dataset_dir, tmp_path, **args)
+    with pytest.raises(ValueError, match="1 shard"):
+        tfrecord.convert(dataset_dir, tmp_path, num_shards=2, shard_index=0, **args)
+    for index in range(2):
+        tfrecord.convert(dataset_dir, tmp_path, num_shards=2, shard_index=index,
+                         overwrite=True, **args)
+    assert all("-of-00002" in p.name for p in tmp_path.iterdir()), sorted(tmp_path.iterdir())
+    paths = [m["path"] for _, _, m in read_all(tmp_path)]
+    assert len(paths) == 18 and len(set(paths)) == 18
+
+
+def test_video2tfrecord_layout_with_varying_frame_counts_fails_loudly(tmp_path):
+    for name, count in (("a", 10), ("b", 14)):
+        make_video(tmp_path / "src" / "right" / f"{name}.avi", count, codec="mpeg4")
+    dest = tmp_path / "records"
+    tfrecord.convert(tmp_path / "src", dest, frames="all", layout="video2tfrecord",
+                     encoding="raw", progress=False)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="different frame counts"):
+        read_all(dest)
+
+
 class Killed(BaseException):
     """Stands for the process being killed: not an ``Exception``, so nothing catches it."""
 
@@ -310,6 +333,13 @@ def test_kill_and_resume(dataset_dir, monkeypatch, tmp_path):
     # a third run has nothing to do; other arguments are refused, not mixed in
     again = tfrecord.convert(dataset_dir, tmp_path, **args)
     assert again.records_skipped == 5 and again.converted == 0 and again.skipped == 18
+    # a finished record that went missing (deleted, or a crash before its rename) is redone
+    lost = sorted(tmp_path.glob("*.tfrecord.gz"))[1]
+    lost.unlink()
+    redo = tfrecord.convert(dataset_dir, tmp_path, **args)
+    assert redo.records_written == 1 and redo.records_skipped == 4 and lost.exists()
+    paths = [m["path"] for _, _, m in read_all(tmp_path)]
+    assert len(paths) == 18 and len(set(paths)) == 18
     with pytest.raises(ValueError, match="frames"):
         tfrecord.convert(dataset_dir, tmp_path, **{**args, "frames": 3})
     # overwrite with other arguments replaces the whole conversion, stale files included

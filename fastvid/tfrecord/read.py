@@ -163,7 +163,9 @@ def _parser(spec: RecordSpec, *, rescale: float, flow: bool, num_classes: int,
     else:
         features = {**common, "height": tf.io.FixedLenFeature([], tf.int64),
                     "width": tf.io.FixedLenFeature([], tf.int64)}
-        features.update({layout.V2T_BLOB.format(i): tf.io.FixedLenFeature([], tf.string)
+        # a missing blob parses as b"" so that the frame-count check below, not a
+        # parse error, says what is wrong
+        features.update({layout.V2T_BLOB.format(i): tf.io.FixedLenFeature([], tf.string, "")
                          for i in range(spec.num_frames or 0)})
 
     def parse(serialized: Any) -> Any:
@@ -180,8 +182,19 @@ def _parser(spec: RecordSpec, *, rescale: float, flow: bool, num_classes: int,
             else:
                 pixels = _decode_images(blobs, spec.encoding, spec.channels, spec.num_frames)
         else:
-            blobs = tf.stack([ex[layout.V2T_BLOB.format(i)] for i in range(spec.num_frames)])
             count = spec.num_frames
+            # This layout gives no frame count, so F is the first example's. fastvid also
+            # writes frame_indices (absent in video2tfrecord's own files): a video with
+            # another F must fail loudly, never come back cut to the first one's length.
+            written = tf.size(ex["frame_indices"].values)
+            same_f = tf.debugging.assert_equal(
+                tf.logical_or(tf.equal(written, 0), tf.equal(written, count)), True,
+                message=f"video2tfrecord-layout records hold videos with different frame "
+                        f"counts (the first has {count}); read them with a fixed count: "
+                        "convert with --frames N, or use the fastvid layout",
+            )
+            with tf.control_dependencies([same_f]):
+                blobs = tf.stack([ex[layout.V2T_BLOB.format(i)] for i in range(count)])
             if spec.encoding == "raw":
                 pixels = tf.reshape(tf.io.decode_raw(blobs, tf.uint8),
                                     [count, height, width, spec.channels])

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -355,6 +356,34 @@ def _remove_stale(dest: Path, options: ConvertOptions, keep: set[str]) -> None:
             path.unlink()
 
 
+def _other_shardings(dest: Path, options: ConvertOptions, overwrite: bool) -> None:
+    """Refuse (or, with ``overwrite``, delete) a conversion of the same prefix split into
+    another number of shards: reading the folder would otherwise see every video twice."""
+    pattern = re.compile(rf"{re.escape(options.prefix)}-\d{{5}}-of-(\d{{5}})\.manifest\.json")
+    others = sorted(
+        {int(m.group(1)) for p in dest.glob(f"{options.prefix}-*.manifest.json")
+         if (m := pattern.fullmatch(p.name)) and int(m.group(1)) != options.num_shards}
+    )
+    if not others:
+        return
+    if not overwrite:
+        raise ValueError(
+            f"{dest} already holds a conversion with prefix {options.prefix!r} split into "
+            f"{', '.join(map(str, others))} shard(s), not {options.num_shards}; reading the "
+            "folder would see its videos twice. Use another destination or prefix, or "
+            "overwrite=True (--overwrite) to replace it"
+        )
+    for count in others:
+        theirs = re.compile(
+            rf"{re.escape(options.prefix)}-\d{{5}}-of-{count:05d}"
+            r"(-\d{5}-of-\d{5}\.tfrecord.*|\.manifest\.json)"
+        )
+        for path in dest.glob(f"{options.prefix}-*"):
+            if theirs.fullmatch(path.name):
+                log.info("%s: removed (conversion into %d shards, overwritten)", path, count)
+                path.unlink()
+
+
 def _commit(partial: Path, final: Path) -> None:
     """Give a finished record its final name (one rename: readers never see half a file)."""
     os.replace(partial, final)
@@ -376,6 +405,7 @@ def write_records(
     start = time.perf_counter()
     dest = Path(destination)
     dest.mkdir(parents=True, exist_ok=True)
+    _other_shardings(dest, options, overwrite)
     manifest = _Manifest(
         dest / fmt.manifest_name(options.prefix, options.shard_index, options.num_shards),
         _config(sources, classes, options),
