@@ -22,8 +22,8 @@ generators accept, as ``transformation``:
   a parameter named ``rng`` it receives a seeded ``numpy.random.Generator``.
 
 fastvid's own :class:`fastvid.ops.AugmentParams` is not applied here: the
-generators hand it to :func:`fastvid.ops.prepare`, where it is fused with the
-resize (CPU or GPU) and costs no extra pass.
+generators hand it to :func:`fastvid.ops.prepare`, which applies it as one warp
+of the (target-size) frames, with the rescale, on the CPU or the GPU.
 
 Transformations see float32 frames in ``[0, 255]``, before ``rescale`` (the
 range Keras layers' default ``value_range`` and ``ImageDataGenerator``'s

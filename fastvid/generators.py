@@ -57,6 +57,7 @@ from fastvid.ops import (
     normalize_method,
     resolve_device,
 )
+from fastvid.reader import SEEK_MODES, VideoReader
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,6 @@ __all__ = [
     "VideoFrameGenerator",
 ]
 
-SEEK_MODES = ("exact", "keyframe")
 _SHOW = 5  # how many file names a warning lists
 _PROGRESS_MIN_FILES = 500  # index this many files or more: a progress bar on stderr
 
@@ -117,8 +117,6 @@ class _Subset:
 
 def _probe(path: str) -> tuple[int, float] | str:
     """(frame count, fps) of a file, or the reason it cannot be read. Never raises."""
-    from fastvid.reader import VideoReader  # noqa: PLC0415 (PyAV on first use)
-
     try:
         with VideoReader(path) as reader:
             meta = reader.metadata
@@ -196,14 +194,13 @@ class VideoFrameGenerator(keras.utils.PyDataset):
         cache_bytes: bound of the frame cache (default a quarter of the RAM);
             giving it turns the cache on.
         num_threads: decoding threads per batch (None: the reader's default).
-        augment: :class:`fastvid.ops.AugmentParams`, fused in the resize pass.
+        augment: :class:`fastvid.ops.AugmentParams`: one warp per frame (CPU or GPU) of
+            the frames decoded at the target size, the same draw for a whole sequence.
         prefetch: build the next batch in a background thread while the model
             uses this one. None (default) does so when batches are read in order
             from the main thread and Keras runs no workers of its own.
         workers, use_multiprocessing, max_queue_size: as ``keras.utils.PyDataset``.
     """
-
-    _kind_name = "frames"
 
     def __init__(
         self,
@@ -247,6 +244,8 @@ class VideoFrameGenerator(keras.utils.PyDataset):
             raise ValueError(f"target_shape must be (height, width), got {target_shape!r}")
         if int(nb_frames) <= 0 or int(batch_size) <= 0:
             raise ValueError("nb_frames and batch_size must be positive")
+        if seed is not None and (not isinstance(seed, int | np.integer) or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         if seek_mode not in SEEK_MODES:
             raise ValueError(f"seek_mode must be one of {SEEK_MODES}, got {seek_mode!r}")
         sampling.check_short_video_policy(short_video)
@@ -296,14 +295,14 @@ class VideoFrameGenerator(keras.utils.PyDataset):
         self.classes_count = len(self.classes)
 
         height, width = self.target_shape
-        # Decoding straight to the target size converts and copies far fewer bytes;
-        # only the fused AugmentParams warp gains from full-size frames (a zoom keeps
-        # its detail), and the cache always holds target-size frames.
-        self._decode_size: tuple[int, int] | None = (width, height)
-        if self.augment is not None and not self.use_frame_cache:
-            self._decode_size = None
+        # Always decode straight to the target size: it converts and copies far fewer
+        # bytes, and every path (training with or without AugmentParams or the cache,
+        # validation, test) then shrinks frames the same way (swscale's area filter),
+        # so a model is never validated on pixels resampled unlike its training ones.
+        # AugmentParams then warps target-size frames.
+        self._decode_size = (width, height)
         self._input_format = "rgb"
-        if self._device == "cuda" and self._decode_size and width % 2 == 0 and height % 2 == 0:
+        if self._device == "cuda" and width % 2 == 0 and height % 2 == 0:
             self._input_format = "yuv420p"  # half the bytes to upload; converted on the GPU
         if self._device == "cuda" and self._transform is not None:
             log.warning(
@@ -352,6 +351,14 @@ class VideoFrameGenerator(keras.utils.PyDataset):
         base_seed = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
         split = dataset.split_files(by_class, split_val, split_test, base_seed)
         n_train, n_val, n_test = split.sizes()
+        for name, fraction, count in (("split_val", split_val, n_val),
+                                      ("split_test", split_test, n_test)):
+            if fraction and not count:
+                log.warning(
+                    "%s=%s gives no file: int(%s x files of a class) rounds down to 0 for "
+                    "every class (largest class: %d files)",
+                    name, fraction, fraction, max(len(f) for f in by_class.values()),
+                )
         log.info(
             "%d classes, %d files for %r: train %d, validation %d, test %d",
             len(by_class), n_train + n_val + n_test, self.glob_pattern, n_train, n_val, n_test,
@@ -360,7 +367,9 @@ class VideoFrameGenerator(keras.utils.PyDataset):
         probes = _probe_all(all_paths, self.num_threads)
         cache = None
         if self.use_frame_cache:
-            limit = self.cache_bytes if self.cache_bytes else default_cache_bytes()
+            limit = self.cache_bytes or default_cache_bytes()
+            if not self.cache_bytes and self.use_multiprocessing:
+                limit //= max(1, self.workers)  # each worker process holds its own cache
             cache = FrameCache(int(limit))
         return _Shared(sorted(by_class), base_seed, probes, split, cache)
 
