@@ -138,7 +138,8 @@ class VideoReader:
     ``fastvid convert`` and ``read_clips`` persist their indexes too. ``threads``:
     FFmpeg decoding threads (frame and slice threading); ``None`` picks one
     thread for pictures smaller than 640x360 (threading costs more than it
-    gains there) and all cores otherwise; ``0`` lets FFmpeg choose.
+    gains there) and FFmpeg's automatic frame threading otherwise; ``0`` always
+    asks for the latter.
 
     Raises :class:`fastvid.VideoError` (an ``OSError``) naming the file when it
     is missing, not a media file, or has no video stream.
@@ -340,15 +341,16 @@ class VideoReader:
         return f"VideoReader({self.path!r}, stream={self._stream_index}, {state})"
 
     def close(self) -> None:
-        """Release the file and the decoder; idempotent."""
-        self._closed = True
-        self._packets = self._pending = None
-        if self._container is not None:
-            try:
-                self._container.close()
-            except Exception:
-                pass
-            self._container = None
+        """Release the file and the decoder; idempotent. Waits for a call in progress."""
+        with self._lock:
+            self._closed = True
+            self._packets = self._pending = None
+            if self._container is not None:
+                try:
+                    self._container.close()
+                except Exception:
+                    pass
+                self._container = None
 
     def get_frames(
         self,
@@ -794,7 +796,8 @@ def read_clips(
     args = (size, color, seek_mode, threads, cache_dir)
     if n_workers == 1:
         return [_read_one(p, idx, *args) for p, idx in reqs]
-    pool = _pool(n_workers if workers is not None else default_workers())
+    # keyed by the count asked for, not by this call's request count: one pool per setting
+    pool = _pool(default_workers() if workers is None else int(workers))
     futures = [pool.submit(_read_one, p, idx, *args) for p, idx in reqs]
     results: list[np.ndarray] = []
     error: BaseException | None = None

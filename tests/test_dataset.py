@@ -169,6 +169,13 @@ def test_split_sizes_as_the_seed():
     assert everything == sorted(p for files in thirty().values() for p in files)
 
 
+def test_split_sizes_round_down_as_the_seed():
+    # int(), not round(): 0.25 x 10 = 2.5 -> 2 validation, int(0.5 x 8) = 4 test, per class
+    split = dataset.split_files(thirty(), split_val=0.25, split_test=0.5, seed=0)
+    assert split.sizes() == (12, 6, 12)
+    assert dataset.split_files(thirty(), split_val=0.19, seed=0).sizes() == (27, 3, 0)
+
+
 def test_split_labels_follow_sorted_classes():
     split = dataset.split_files({"b": ["b1"], "a": ["a1"]}, seed=0)
     assert split.train == [("a1", 0), ("b1", 1)]

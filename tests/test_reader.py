@@ -726,3 +726,36 @@ def test_import_is_light():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_memory_cache_is_bounded_by_bytes_not_entries(tmp_path):
+    path = make_video(tmp_path / "v.mp4", 30, gop=5)
+    with VideoReader(path) as reader:
+        idx = vindex.memory_cache.get(vindex.cache_key(reader.path, reader.metadata.stream_index))
+    size = vindex.index_nbytes(idx)
+    cache = vindex._MemoryCache(max_bytes=3 * size)
+    for k in range(10):  # many entries fit while their bytes do
+        cache.put(("small", k), idx)
+    assert [cache.get(("small", k)) is not None for k in range(10)] == [False] * 7 + [True] * 3
+    cache.put(("small", 9), idx)  # replacing an entry does not count it twice
+    assert all(cache.get(("small", k)) is not None for k in (7, 8, 9))
+
+
+def test_close_waits_for_a_call_in_progress(videos):
+    path, _ = videos["h264_bframes_mp4"]
+    reader = VideoReader(path)
+    started, results = threading.Event(), []
+
+    def read():
+        started.set()
+        try:
+            results.append(frame_indices(reader.get_frames(list(range(len(reader))))))
+        except ValueError as err:  # closed before the call took the lock
+            results.append(str(err))
+
+    t = threading.Thread(target=read)
+    t.start()
+    started.wait()
+    reader.close()
+    t.join(timeout=60)
+    assert results == [list(range(len(reader)))] or "closed" in results[0]

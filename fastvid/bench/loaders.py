@@ -367,7 +367,8 @@ def run(args: Any) -> list[dict]:
             cache_rows.append(copy)
         rows += cache_rows
         rows.append(_target(
-            "2nd epoch, frame cache: fastvid vs keras-video-generators", cache_rows,
+            "2nd epoch: fastvid with its frame cache vs keras-video-generators without",
+            cache_rows,
             cache_group, f"{KVG}, no cache", f"{FASTVID}, frame cache, epoch >= 2",
             TARGET_CACHE, "fastvid cached epoch vs the original's uncached epoch"))
 

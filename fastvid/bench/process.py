@@ -9,12 +9,14 @@ Sections:
 * ``prepare`` (resize, colour, float, rescale) with and without augmentation:
   ``fastvid cpu`` (all cores; also 1 thread and from I420 planes) against a port of
   keras-video-generators' per-frame loop (``cv2.resize``, ``cv2.cvtColor``, float
-  conversion, one frame at a time, one thread); with augmentation, the same loop
+  conversion, one frame at a time in the calling thread, OpenCV's own threads as
+  it had them); with augmentation, the same loop
   plus a per-frame ``cv2.warpAffine``, and keras' ``ImageDataGenerator.apply_transform``
   per frame as keras-video-generators did, when Keras and SciPy import;
 * ``motion`` for each method and flow algorithm: ``fastvid cpu`` (all cores and 1
   thread) against a port of keras-video-generators' ``OpticalFlowGenerator`` per-pair
-  code (float frames, one thread); raw flow and DIS against a plain per-pair loop.
+  code (float frames, one pair at a time in the calling thread); raw flow and DIS
+  against a plain per-pair loop.
 
 ``fastvid cuda`` rows are filled when CuPy sees a device, "not measured" otherwise.
 Targets: prepare on the CPU at least 2x the naive path; flow scales with cores.
