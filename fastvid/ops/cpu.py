@@ -39,14 +39,18 @@ import cv2
 import numpy as np
 
 from fastvid.bridge import empty_aligned
+from fastvid.ops import (
+    METHOD_ABS_DIFF,
+    METHOD_DIFF_MASK,
+    METHOD_FLOW_RAW,
+    METHOD_OPTICAL_FLOW,
+)
 from fastvid.ops import flow as flowmod
 from fastvid.ops.affine import is_plain_resize
 
 log = logging.getLogger(__name__)
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
-METHOD_OPTICAL_FLOW, METHOD_FLOW_MASK, METHOD_DIFF_MASK, METHOD_ABS_DIFF = 1, 2, 3, 4
-METHOD_FLOW_RAW = "flow_raw"
 BLUR_KSIZE = 15  # keras-video-generators' GaussianBlur((15, 15), 0): sigma 2.6, reflect-101
 
 _pool: ThreadPoolExecutor | None = None
