@@ -12,6 +12,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
+from helpers import smooth_clip
 
 import fastvid.ops as ops
 from fastvid.ops.affine import AugmentParams
@@ -46,29 +47,6 @@ def test_gpu_bench_says_not_measured_without_a_device():
 
 AUGMENT = AugmentParams(flip=0.5, rotation=25.0, zoom=0.25, shift=0.2)
 TOL = 1 / 255 + 1e-6
-
-
-def smooth_plane(rng, h, w):
-    """A random but smooth plane in [1, 255] (a few levels per pixel at most)."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    v = np.full((h, w), 128.0)
-    for _ in range(3):
-        fx, fy = rng.uniform(-0.12, 0.12, 2)
-        v += rng.uniform(20, 40) * np.sin(fx * xx + fy * yy + rng.uniform(0, 6.3))
-    return np.clip(v, 1, 255).round().astype(np.uint8)
-
-
-def smooth_clip(rng, frames, h, w, *, i420=False):
-    """Random smooth pictures, never zero: RGB (F, h, w, 3) or I420 (F, h*3/2, w)."""
-    if not i420:
-        return np.stack(
-            [np.stack([smooth_plane(rng, h, w) for _ in range(3)], -1) for _ in range(frames)]
-        )
-    sizes = ((h, w), (h // 2, w // 2), (h // 2, w // 2))
-    planes = [
-        np.concatenate([smooth_plane(rng, *hw).ravel() for hw in sizes]) for _ in range(frames)
-    ]
-    return np.stack(planes).reshape(frames, h * 3 // 2, w)
 
 
 @cuda

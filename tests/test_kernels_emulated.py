@@ -24,6 +24,7 @@ import subprocess
 import cv2
 import numpy as np
 import pytest
+from helpers import smooth_clip
 
 import fastvid.ops as ops
 from fastvid.ops import cpu, kernels
@@ -32,7 +33,6 @@ from fastvid.ops.affine import AugmentParams, batch_matrices, make_rng, sequence
 
 AUGMENT = AugmentParams(flip=0.5, rotation=25.0, zoom=0.25, shift=0.2)
 LAUNCHES = {"strided": (32, 5), "exact": (64, kernels.MAX_BLOCKS)}  # (block, max blocks)
-
 
 # --------------------------------------------------------------------------- harness
 
@@ -116,35 +116,6 @@ def random_clip(rng, frames, h, w, *, i420=False):
     """uint8 noise in [1, 255] (never zero): RGB (F, h, w, 3) or I420 (F, h*3/2, w)."""
     shape = (frames, h * 3 // 2, w) if i420 else (frames, h, w, 3)
     return rng.integers(1, 256, shape, dtype=np.uint8)
-
-
-def smooth_plane(rng, h, w):
-    """A random but smooth plane in [1, 255] (a few levels per pixel at most)."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    v = np.full((h, w), 128.0)
-    for _ in range(3):
-        fx, fy = rng.uniform(-0.12, 0.12, 2)
-        v += rng.uniform(20, 40) * np.sin(fx * xx + fy * yy + rng.uniform(0, 6.3))
-    return np.clip(v, 1, 255).round().astype(np.uint8)
-
-
-def smooth_clip(rng, frames, h, w, *, i420=False):
-    """Random smooth pictures, never zero: RGB (F, h, w, 3) or I420 (F, h*3/2, w).
-
-    OpenCV 4's cv2.warpAffine places sample points on a 1/32-pixel grid (INTER_BITS
-    = 5): on white noise that alone moves its results by several levels from exact
-    bilinear, so comparisons with the CPU backend use pictures with natural
-    gradients. (OpenCV 5.0, measured, stays within 0.5 level on noise too.)
-    """
-    if not i420:
-        return np.stack(
-            [np.stack([smooth_plane(rng, h, w) for _ in range(3)], -1) for _ in range(frames)]
-        )
-    sizes = ((h, w), (h // 2, w // 2), (h // 2, w // 2))
-    planes = [
-        np.concatenate([smooth_plane(rng, *hw).ravel() for hw in sizes]) for _ in range(frames)
-    ]
-    return np.stack(planes).reshape(frames, h * 3 // 2, w)
 
 
 # --------------------------------------------------------------------------- reference

@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from helpers import faststart_copy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -634,18 +635,6 @@ print(json.dumps(results))
 """
 
 
-def remux_faststart(src: Path, dst: Path) -> Path:
-    """Copy the video stream of ``src`` into an MP4 whose index comes before the data."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
-        stream_in = inp.streams.best("video")
-        stream_out = out.add_stream_from_template(stream_in)
-        for packet in inp.demux(stream_in):
-            if packet.dts is not None:
-                packet.stream = stream_out
-                out.mux(packet)
-    return dst
-
-
 @pytest.mark.parametrize(
     "name", ["h264_bframes_mp4", "faststart_mp4", "mpeg4_avi", "vp9_webm", "start_pts_ts"]
 )
@@ -654,7 +643,7 @@ def test_truncated_synthetic_file_never_crashes(videos, name, tmp_path):
     import json
 
     if name == "faststart_mp4":  # index first: a cut keeps a readable file with missing data
-        path, offset = remux_faststart(videos["h264_bframes_mp4"][0], tmp_path / "fs.mp4"), 0
+        path, offset = faststart_copy(videos["h264_bframes_mp4"][0], tmp_path / "fs.mp4"), 0
     else:
         path, offset = videos[name]
     proc = subprocess.run(

@@ -16,6 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from helpers import faststart_copy
 
 from fastvid import VideoError
 from fastvid.reader import VideoReader
@@ -134,18 +135,6 @@ print(json.dumps(results))
 """
 
 
-def _faststart_copy(src: Path, dst: Path) -> Path:
-    """The best video stream of ``src`` in an MP4 whose index precedes the data."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "faststart"}) as out:
-        stream_in = inp.streams.best("video")
-        stream_out = out.add_stream_from_template(stream_in)
-        for packet in inp.demux(stream_in):
-            if packet.dts is not None:
-                packet.stream = stream_out
-                out.mux(packet)
-    return dst
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "fname", ["nasa_13013.mp4", "nasa_faststart.mp4", "vidtest.ogv", "av1_video.mkv"]
@@ -153,7 +142,7 @@ def _faststart_copy(src: Path, dst: Path) -> Path:
 def test_truncated_real_file_never_crashes(shared_videos, fname, tmp_path):
     """Cut copies, read in a subprocess: a VideoError naming the file, or correct frames."""
     if fname == "nasa_faststart.mp4":
-        path = _faststart_copy(shared_videos / "nasa_13013.mp4", tmp_path / fname)
+        path = faststart_copy(shared_videos / "nasa_13013.mp4", tmp_path / fname)
     else:
         path = shared_videos / fname
     proc = subprocess.run(
