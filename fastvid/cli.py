@@ -6,6 +6,7 @@ pay for TensorFlow.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import sys
@@ -18,6 +19,19 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "convert": ("fastvid.tfrecord", "cli_main", "videos -> sharded TFRecords"),
     "preview": ("fastvid.utils", "preview_main", "a PNG grid of one generator batch"),
 }
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"WxH"`` -> ``(width, height)``: the argparse type of every command's size option."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT, e.g. 112x112, got {text!r}"
+        ) from None
+    if width <= 0 or height <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return width, height
 
 
 def _usage() -> str:

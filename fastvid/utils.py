@@ -19,6 +19,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from fastvid.cli import parse_size
+
 log = logging.getLogger(__name__)
 
 _GAP = 2  # pixels between cells
@@ -175,18 +177,6 @@ def show_sample(
 _METHODS = {"optical_flow": 1, "flow_mask": 2, "diff_mask": 3, "abs_diff": 4}
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected WIDTHxHEIGHT, e.g. 112x112, got {text!r}"
-        ) from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return w, h
-
-
 def _method(text: str) -> int | str:
     key = text.lower().replace("-", "_")
     if key in _METHODS:
@@ -212,7 +202,7 @@ def _preview_parser() -> argparse.ArgumentParser:
     p.add_argument("--generator", choices=("frame", "sliding", "flow"), default="frame",
                    help="VideoFrameGenerator, SlidingFrameGenerator or OpticalFlowGenerator")
     p.add_argument("--nb-frames", type=int, default=5, help="frames per sample (default 5)")
-    p.add_argument("--target-shape", type=_size, default=(112, 112), metavar="WxH",
+    p.add_argument("--target-shape", type=parse_size, default=(112, 112), metavar="WxH",
                    help="frame size (default 112x112)")
     p.add_argument("--batch-size", type=int, default=4, help="samples in the batch (default 4)")
     p.add_argument("--nb-channel", type=int, choices=(1, 3), default=3, help="1 = grey")

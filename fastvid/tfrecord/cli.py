@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from fastvid.cli import parse_size
+
 log = logging.getLogger(__name__)
 
 
@@ -24,17 +26,6 @@ def _frames(text: str) -> int | str:
     return value
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        msg = f"expected WIDTHxHEIGHT, e.g. 112x112, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-    if width <= 0 or height <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return width, height
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``fastvid convert`` argument parser."""
     p = argparse.ArgumentParser(
@@ -49,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", metavar="DEST", help="output folder")
     p.add_argument("--frames", type=_frames, default=16,
                    help="frames per video, spread uniformly, or 'all' (default 16)")
-    p.add_argument("--size", type=_size, default=None,
+    p.add_argument("--size", type=parse_size, default=None,
                    help="stored frame size WIDTHxHEIGHT (default: each video's own)")
     p.add_argument("--gray", action="store_true", help="store one grey channel")
     p.add_argument("--flow", action="store_true",
