@@ -10,7 +10,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from fastvid.errors import VideoError
+from fastvid.errors import (
+    CorruptVideoError,
+    DeviceUnavailableError,
+    FastvidError,
+    NotAMediaFileError,
+    NoVideoStreamError,
+    UnsupportedCodecError,
+    VideoError,
+    VideoNotFoundError,
+    VideoTooShortError,
+)
 
 __version__ = "0.1.0"
 
@@ -32,7 +42,33 @@ _LAZY: dict[str, str] = {
     "OpticalFlowGenerator": "fastvid.generators",
 }
 
-__all__ = ["VideoError", "__version__", *_LAZY]
+__all__ = [
+    "METHOD_ABS_DIFF",
+    "METHOD_DIFF_MASK",
+    "METHOD_FLOW_MASK",
+    "METHOD_OPTICAL_FLOW",
+    "AugmentParams",
+    "CorruptVideoError",
+    "DeviceUnavailableError",
+    "FastvidError",
+    "NoVideoStreamError",
+    "NotAMediaFileError",
+    "OpticalFlowGenerator",
+    "SlidingFrameGenerator",
+    "UnsupportedCodecError",
+    "VideoError",
+    "VideoFrameGenerator",
+    "VideoMetadata",
+    "VideoNotFoundError",
+    "VideoReader",
+    "VideoTooShortError",
+    "__version__",
+    "motion",
+    "prepare",
+    "read_clips",
+    "to_backend",
+]
+assert set(_LAZY) <= set(__all__)
 
 
 def __getattr__(name: str) -> Any:

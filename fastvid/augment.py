@@ -40,11 +40,25 @@ from typing import Any
 
 import numpy as np
 
+from fastvid import _runtime
+
 log = logging.getLogger(__name__)
 
 # ImageDataGenerator.get_random_transform(seed=...) reseeds numpy's global
 # generator and then draws from it: two threads must not interleave there
 _LEGACY_LOCK = threading.Lock()
+
+
+def _new_legacy_lock() -> None:
+    global _LEGACY_LOCK
+    _LEGACY_LOCK = threading.Lock()  # a forked child: a parent's thread may have held it
+
+
+_runtime.reset_after_fork(_new_legacy_lock)
+
+# Keras backends whose runtime hangs in a forked child (threads and locks of the parent's
+# TensorFlow / XLA runtime do not survive fork); PyTorch registers its own fork handlers
+FORK_UNSAFE_BACKENDS = ("tensorflow", "jax")
 
 
 def sequence_seeds(seed: int, count: int) -> list[int]:
@@ -76,6 +90,19 @@ def _has_draw_api(layer: Any) -> bool:
     return callable(getattr(layer, "get_random_transformation", None)) and callable(
         getattr(layer, "transform_images", None)
     )
+
+
+def _copied(params: Any) -> Any:
+    """A deep copy of drawn transformation parameters (dicts, sequences, tensors)."""
+    from keras import ops  # noqa: PLC0415
+
+    if isinstance(params, dict):
+        return {k: _copied(v) for k, v in params.items()}
+    if isinstance(params, list | tuple):
+        return type(params)(_copied(v) for v in params)
+    if params is None or isinstance(params, bool | int | float | str):
+        return params
+    return ops.copy(params)
 
 
 class KerasLayerTransform(SequenceTransform):
@@ -113,8 +140,12 @@ class KerasLayerTransform(SequenceTransform):
         # one draw for the batch's first frames: each sequence its own parameters,
         # then the same parameters for frame f of every sequence
         params = layer.get_random_transformation(x[:, 0], training=True, seed=seed)
+        # each frame gets its own copy: some backends' transform_images change the
+        # parameters they are given in place (Keras's torch affine_transform does), which
+        # would turn the frames of one sequence differently
         frames = [
-            layer.transform_images(x[:, f], params, training=True) for f in range(x.shape[1])
+            layer.transform_images(x[:, f], _copied(params), training=True)
+            for f in range(x.shape[1])
         ]
         return ops.cast(ops.stack(frames, axis=1), "float32")
 
@@ -189,6 +220,34 @@ class CallableTransform(SequenceTransform):
                 )
             results.append(result)
         return np.stack(results)
+
+
+def fork_unsafe(transform: SequenceTransform | None) -> str | None:
+    """Why ``transform`` cannot run in a forked worker process, or None when it can.
+
+    A Keras layer runs the active backend's code; on TensorFlow and JAX that
+    runtime is not fork-safe, and a forked Keras worker calling it hangs.
+    """
+    if not isinstance(transform, KerasLayerTransform):
+        return None
+    import keras  # noqa: PLC0415
+
+    backend = keras.backend.backend()
+    if backend not in FORK_UNSAFE_BACKENDS:
+        return None
+    name = getattr(transform.layer, "name", type(transform.layer).__name__)
+    return (
+        f"transformation={name!r} is a Keras layer, and Keras layers on the {backend} "
+        f"backend hang in forked worker processes ({backend} is not fork-safe)"
+    )
+
+
+FORK_ALTERNATIVES = (
+    "use augment=fastvid.AugmentParams(flip=..., rotation=..., zoom=..., shift=...) "
+    "(the same geometric augmentation in OpenCV, fork-safe), or use_multiprocessing=False "
+    "(workers are then threads, which overlap decoding as well: it runs outside the GIL), "
+    "or the torch backend"
+)
 
 
 def make_transform(transformation: Any) -> SequenceTransform | None:

@@ -45,14 +45,18 @@ def active_backend() -> str:
     return keras.backend.backend()
 
 
+def _aligned_copy(array: np.ndarray) -> np.ndarray:
+    out = empty_aligned(array.shape, array.dtype, TF_ALIGNMENT)
+    np.copyto(out, array)
+    return out
+
+
 def _tf_ready(array: np.ndarray) -> np.ndarray:
     if array.flags.c_contiguous and is_aligned(array):
         return array
     log.debug("to_backend: copying a %s array to a 64-byte-aligned buffer for TensorFlow",
               array.shape)
-    out = empty_aligned(array.shape, array.dtype, TF_ALIGNMENT)
-    np.copyto(out, array)
-    return out
+    return _aligned_copy(array)
 
 
 def _from_dlpack(obj: Any, backend: str) -> Any:
@@ -80,7 +84,8 @@ def to_backend(batch: Any, *, zero_copy: bool = False, backend: str | None = Non
         batch: a NumPy array, a CuPy array, or any object with ``__dlpack__``.
         zero_copy: also turn a NumPy batch into a backend tensor through DLPack
             (shares memory; TensorFlow needs 64-byte alignment, see the module doc).
-            By default a NumPy batch is returned as is.
+            A read-only array is copied once instead: DLPack cannot pass on that it
+            must not be written. By default a NumPy batch is returned as is.
         backend: ``"tensorflow"``, ``"jax"``, ``"torch"`` or ``"numpy"``; default the
             active Keras backend (``keras.backend.backend()``).
 
@@ -94,6 +99,12 @@ def to_backend(batch: Any, *, zero_copy: bool = False, backend: str | None = Non
         name = backend or active_backend()
         if name == "numpy":
             return batch
+        if not batch.flags.writeable:
+            # DLPack (before its versioned form, which these consumers do not take) cannot
+            # say "read-only", and a tensor made writable over read-only memory could crash
+            # the process: hand over a private copy instead
+            log.debug("to_backend: copying a read-only %s array", batch.shape)
+            batch = _aligned_copy(batch)
         if name == "tensorflow":
             batch = _tf_ready(batch)
         elif not batch.flags.c_contiguous:

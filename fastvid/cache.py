@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastvid import _runtime
+
 log = logging.getLogger(__name__)
 
 _FALLBACK_BYTES = 2 << 30
@@ -62,6 +64,7 @@ class FrameCache:
         self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._nbytes = 0
         self._lock = threading.Lock()
+        _runtime.reset_after_fork(self)
         self.hits = 0
         self.misses = 0
         self.evictions = 0
@@ -154,4 +157,8 @@ class FrameCache:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._lock = threading.Lock()
+        self._after_fork()
+        _runtime.reset_after_fork(self)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a thread of the parent may have held it

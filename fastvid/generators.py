@@ -43,8 +43,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from fastvid import dataset, sampling
-from fastvid.augment import SequenceTransform, make_transform
+from fastvid import _checks, _runtime, dataset, sampling
+from fastvid.augment import FORK_ALTERNATIVES, SequenceTransform, fork_unsafe, make_transform
 from fastvid.bridge import empty_aligned
 from fastvid.cache import FrameCache, default_cache_bytes
 from fastvid.errors import VideoError
@@ -86,7 +86,7 @@ class _Video:
     fps: float
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: weakly tracked for fork resets
 class _Shared:
     """What a generator shares with its validation and test generators."""
 
@@ -98,6 +98,9 @@ class _Shared:
     bad: dict[str, str] = field(default_factory=dict)  # found unreadable while decoding
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def __post_init__(self) -> None:
+        _runtime.reset_after_fork(self)
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         del state["lock"]
@@ -105,6 +108,10 @@ class _Shared:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self._after_fork()
+        _runtime.reset_after_fork(self)
+
+    def _after_fork(self) -> None:
         self.lock = threading.Lock()
 
 
@@ -116,15 +123,15 @@ class _Subset:
 
 
 def _probe(path: str) -> tuple[int, float] | str:
-    """(frame count, fps) of a file, or the reason it cannot be read. Never raises."""
+    """(frame count, fps) of a file, or the reason it cannot be read (a VideoError's)."""
     try:
         with VideoReader(path) as reader:
             meta = reader.metadata
-        if meta.num_frames <= 0:
-            return "no video frames"
-        return int(meta.num_frames), float(meta.fps or 0.0)
-    except Exception as err:  # noqa: BLE001 (a bad file must not stop the others)
-        return _reason(err)
+    except VideoError as err:  # the file's fault; anything else is not, and propagates
+        return err.reason
+    if meta.num_frames <= 0:
+        return "no video frames"
+    return int(meta.num_frames), float(meta.fps or 0.0)
 
 
 def _probe_all(paths: Sequence[str], threads: int | None) -> dict[str, tuple[int, float] | str]:
@@ -132,16 +139,24 @@ def _probe_all(paths: Sequence[str], threads: int | None) -> dict[str, tuple[int
         return {}
     from tqdm import tqdm  # noqa: PLC0415
 
-    workers = max(1, min(len(paths), threads or 8))
-    with ThreadPoolExecutor(workers, thread_name_prefix="fastvid-probe") as pool:
-        # a large dataset takes a while to index the first time: show it
-        probes = tqdm(pool.map(_probe, paths), total=len(paths), desc="fastvid: indexing videos",
-                      unit="file", disable=len(paths) < _PROGRESS_MIN_FILES, leave=False)
-        return dict(zip(paths, probes, strict=True))
+    workers = max(1, min(len(paths), threads or _runtime.default_threads()))
+    # a large dataset takes a while to index the first time: show it
+    probes = tqdm(_runtime.pool("probe", workers).map(_probe, paths), total=len(paths),
+                  desc="fastvid: indexing videos", unit="file",
+                  disable=len(paths) < _PROGRESS_MIN_FILES, leave=False)
+    return dict(zip(paths, probes, strict=True))
 
 
 def _reason(err: BaseException) -> str:
     return err.reason if isinstance(err, VideoError) else f"{type(err).__name__}: {err}"
+
+
+def _forks_workers() -> bool:
+    """True when multiprocessing starts processes by forking (Linux's default before 3.14)."""
+    import multiprocessing  # noqa: PLC0415
+
+    method = multiprocessing.get_start_method(allow_none=True)
+    return (method or multiprocessing.get_all_start_methods()[0]) == "fork"
 
 
 def _derive_seed(*parts: int) -> int:
@@ -240,10 +255,9 @@ class VideoFrameGenerator(keras.utils.PyDataset):
         )
         if nb_channel not in (1, 3):
             raise ValueError(f"nb_channel must be 1 or 3, got {nb_channel}")
-        if len(target_shape) != 2 or min(target_shape) <= 0:
-            raise ValueError(f"target_shape must be (height, width), got {target_shape!r}")
-        if int(nb_frames) <= 0 or int(batch_size) <= 0:
-            raise ValueError("nb_frames and batch_size must be positive")
+        target_shape = _checks.size_hw(target_shape, "target_shape")
+        nb_frames = _checks.positive_int(nb_frames, "nb_frames")
+        batch_size = _checks.positive_int(batch_size, "batch_size")
         if seed is not None and (not isinstance(seed, int | np.integer) or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         if seek_mode not in SEEK_MODES:
@@ -280,6 +294,10 @@ class VideoFrameGenerator(keras.utils.PyDataset):
         self.augment = None if augment is None or augment.is_identity else augment
         self.prefetch = prefetch
         self._transform: SequenceTransform | None = make_transform(transformation)
+        unsafe = fork_unsafe(self._transform)
+        if unsafe and use_multiprocessing and _forks_workers():
+            raise ValueError(f"{unsafe}; use_multiprocessing=True forks Keras's workers: "
+                             f"{FORK_ALTERNATIVES}")
         self._device = resolve_device(device)  # before any file is opened: fail fast
 
         if _subset is None:
@@ -316,6 +334,7 @@ class VideoFrameGenerator(keras.utils.PyDataset):
         self._cursor = 0
         self._build_samples()
         self._prefetch_lock = threading.Lock()
+        _runtime.reset_after_fork(self)
         self._pending: tuple[np.ndarray, int, Future] | None = None
         self._last_index: int | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -654,8 +673,8 @@ class VideoFrameGenerator(keras.utils.PyDataset):
                        seek_mode=self.seek_mode)
         try:
             return read_clips(requests, workers=self.num_threads, **options)
-        except Exception:  # noqa: BLE001
-            pass  # find out which file failed: one at a time
+        except (VideoError, IndexError):
+            pass  # a file's fault: find out which one, one at a time
         clips: list[np.ndarray] = []
         failed = False
         for path, indices in requests:
@@ -704,6 +723,9 @@ class VideoFrameGenerator(keras.utils.PyDataset):
                 device=self._device,
             )
         if self._transform is not None:
+            if _runtime.forked_child() and (unsafe := fork_unsafe(self._transform)):
+                raise RuntimeError(f"{unsafe}, and this is a forked process: "
+                                   f"{FORK_ALTERNATIVES}")
             if self._device == "cuda":
                 x = x.get()  # user transformations run on the host (warned once)
             x = self._transform(x, _derive_seed(self.seed, epoch, index, _TRANSFORM))
@@ -785,6 +807,11 @@ class VideoFrameGenerator(keras.utils.PyDataset):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self._after_fork()
+        _runtime.reset_after_fork(self)
+
+    def _after_fork(self) -> None:
+        # a worker process (forked or spawned) starts with no prefetch thread of its own
         self._prefetch_lock = threading.Lock()
         self._executor = None
         self._pending = None

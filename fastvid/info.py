@@ -90,14 +90,25 @@ def _print_text(info: dict[str, Any], max_keyframes: int) -> None:
         f"({picked['codec']}), rotation {picked['rotation']}"
     )
     keys = picked["keyframe_indices"]
-    shown = ", ".join(str(k) for k in keys[:max_keyframes])
-    more = f", ... ({len(keys) - max_keyframes} more)" if len(keys) > max_keyframes else ""
+    listed = [str(k) for k in keys[:max_keyframes]]
+    if len(keys) > max_keyframes:
+        listed.append(f"... ({len(keys) - max_keyframes} more)" if listed else "...")
     gop = f", mean GOP {picked['num_frames'] / len(keys):.1f}" if keys else ""
-    print(f"  keyframes  {len(keys)}{gop}: [{shown}{more}]")
+    print(f"  keyframes  {len(keys)}{gop}: [{', '.join(listed)}]")
     if picked["index_mode"] != "pts":
         print("  note       no usable timestamps: requests decode from the start")
     if picked["truncated"]:
         print("  note       the file ends early (truncated or damaged)")
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def main(argv: list[str]) -> int:
@@ -115,7 +126,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per file")
     parser.add_argument(
         "--keyframes",
-        type=int,
+        type=_non_negative,
         default=20,
         metavar="N",
         help="list at most N keyframe indices (default 20)",

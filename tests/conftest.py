@@ -13,6 +13,15 @@ os.environ.setdefault("SVT_LOG", "1")
 SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_settings():
+    """fastvid reads its environment settings once; re-read them after a test changed them."""
+    yield
+    from fastvid import _runtime
+
+    _runtime.reload_settings()
+
+
 @pytest.fixture(scope="session")
 def shared_videos() -> Path:
     """The folder of real sample videos beside the checkout; skip when absent."""

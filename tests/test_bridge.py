@@ -123,3 +123,21 @@ def test_numpy_to_jax():
     x[...] = 3.0
     t = to_backend(x, zero_copy=True, backend="jax")
     assert isinstance(t, jax.Array) and float(t.sum()) == 72.0
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_read_only_array_is_handed_over_as_a_copy(backend):
+    """DLPack cannot say "read-only": the consumer gets a private copy, not a BufferError."""
+    pytest.importorskip(backend)
+    x = empty_aligned((2, 3), np.float32)
+    x[:] = np.arange(6, dtype=np.float32).reshape(2, 3)
+    x.flags.writeable = False
+    tensor = to_backend(x, zero_copy=True, backend=backend)
+    got = tensor.numpy() if hasattr(tensor, "numpy") else np.asarray(tensor)
+    np.testing.assert_array_equal(got, x)
+    writable = empty_aligned((2, 3), np.float32)
+    writable[:] = 1.0
+    shared = to_backend(writable, zero_copy=True, backend=backend)
+    writable[0, 0] = 7.0  # a writable array is still shared, not copied
+    got = shared.numpy() if hasattr(shared, "numpy") else np.asarray(shared)
+    assert got[0, 0] == 7.0

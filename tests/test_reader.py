@@ -6,6 +6,7 @@ where it matters, that the pixels equal those of a plain sequential PyAV decode.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -19,8 +20,9 @@ from helpers import faststart_copy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastvid import VideoError
+from fastvid import VideoError, _runtime
 from fastvid import index as vindex
+from fastvid.errors import CorruptVideoError
 from fastvid.reader import DecodeStats, VideoMetadata, VideoReader, read_clips
 from fastvid.sampling import uniform_indices
 from fastvid.synth import frame_index, frame_indices, make_video
@@ -400,10 +402,11 @@ def test_misbehaving_seek_falls_back_not_to_wrong_frames(videos):
     path, _ = videos["h264_bframes_mp4"]
     with VideoReader(path) as reader:
         reader.get_frames([70])  # demuxer near the end
-        reader._container = _SeekDoesNothing(reader._container)
+        demux = reader._demux
+        demux._container = _SeekDoesNothing(demux._container)
         out = reader.get_frames([3, 40])
         assert frame_indices(out) == [3, 40]
-        assert not isinstance(reader._container, _SeekDoesNothing)  # it reopened the file
+        assert not isinstance(demux._container, _SeekDoesNothing)  # it reopened the file
 
 
 def test_timestamp_mismatch_raises_instead_of_returning_another_frame(videos):
@@ -413,17 +416,8 @@ def test_timestamp_mismatch_raises_instead_of_returning_another_frame(videos):
         pos = int(idx.frame_pkt[30])
         pts = idx.pts.copy()
         pts[pos] += 1  # the index now expects a timestamp no packet has
-        reader._index = vindex.PacketIndex(
-            mode=idx.mode,
-            time_base=idx.time_base,
-            pts=pts,
-            dts=idx.dts,
-            key=idx.key,
-            shown=idx.shown,
-            frame_pkt=idx.frame_pkt,
-            frame_key=idx.frame_key,
-        )
-        with pytest.raises(VideoError, match="cannot decode frame") as err:
+        reader._index = reader._demux.index = dataclasses.replace(idx, pts=pts)
+        with pytest.raises(CorruptVideoError, match="not the one the index holds") as err:
             reader.get_frames([30])
         assert str(path) in str(err.value)
         # frames before the damage still come back, and they are the right ones
@@ -540,6 +534,7 @@ def test_index_cache_dir_from_environment(tmp_path, monkeypatch):
     path = make_video(tmp_path / "v.mp4", 12, gop=4)
     cache = tmp_path / "env-cache"
     monkeypatch.setenv("FASTVID_INDEX_CACHE", str(cache))
+    _runtime.reload_settings()  # settings are read once per process
     vindex.memory_cache.clear()
     clips = read_clips([(path, [11, 0])], workers=1)  # what the generators call
     assert [frame_indices(c) for c in clips] == [[11, 0]]
@@ -748,3 +743,74 @@ def test_close_waits_for_a_call_in_progress(videos):
     reader.close()
     t.join(timeout=60)
     assert results == [list(range(len(reader)))] or "closed" in results[0]
+
+
+# ---------------------------------------------------------------- files that lie, files damaged
+
+
+def remux(src: Path, dst: Path, fix) -> Path:
+    """Copy the video packets of ``src`` into ``dst``, ``fix(position, packet)`` first."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream_in = inp.streams.video[0]
+        stream_out = out.add_stream_from_template(stream_in)
+        for k, packet in enumerate(p for p in inp.demux(stream_in) if p.dts is not None):
+            fix(k, packet)
+            packet.stream = stream_out
+            out.mux(packet)
+    return dst
+
+
+def assert_same_however_asked(path: Path, where: list[float]) -> None:
+    """The property: frame i alone, in a range, and in a sequential decode are one picture.
+
+    ``where``: the single frames to ask for first, as fractions of the length.
+    """
+    from fastvid.bench.fuzz import digest, reference_decode
+
+    ref = reference_decode(path).digests
+    singles = [int(f * len(ref)) for f in where]
+    with VideoReader(path) as reader:
+        alone = {i: digest(reader.get_frames([i])[0]) for i in singles}
+    with VideoReader(path) as reader:
+        assert len(reader) == len(ref)
+        ranged = [digest(f) for f in reader.get_frames(range(len(reader)))]
+    assert ranged == ref
+    assert alone == {i: ref[i] for i in singles}
+
+
+def test_timestamps_equal_to_decode_order_around_bframes(videos, tmp_path):
+    """An MP4 muxed with pts = dts although it has B-frames (as box.mp4): the decoder shows
+    the pictures in another order, and that order is the frames'."""
+    src, _ = videos["h264_bframes_mp4"]
+    path = remux(src, tmp_path / "pts_is_dts.mp4", lambda k, p: setattr(p, "pts", p.dts))
+    with VideoReader(path) as reader:
+        assert reader._index.mode == vindex.MODE_DECODED
+    assert_same_however_asked(path, [0.45, 0.05, 0.7, 0.25, 0.0, 0.9])
+
+
+def test_keyframe_flag_that_lies_is_caught(videos):
+    path, _ = videos["gop250_mp4"]
+    with VideoReader(path) as reader:
+        idx = reader._index
+        fake = int(idx.frame_pkt[120])  # a P-frame, now claimed as a keyframe
+        assert not idx.key[fake]
+        key = idx.key.copy()
+        key[fake] = True
+        reader._index = reader._demux.index = dataclasses.replace(idx, key=key)
+        out = reader.get_frames([125, 121])
+        assert frame_indices(out) == [125, 121]
+        assert reader._index.mode == vindex.MODE_DECODED  # renumbered by decoding it once
+        np.testing.assert_array_equal(out, [sequential(path)[125], sequential(path)[121]])
+
+
+def test_zeroed_chunk_in_an_mpeg4_avi(tmp_path):
+    """A zeroed 4 KB chunk: after a seek the demuxer may number packets off by a few, which
+    timestamps alone would not reveal; frames must still be those of a sequential decode."""
+    src = make_video(tmp_path / "long.avi", 120, width=320, height=240, codec="mpeg4", gop=12,
+                     bframes=2)
+    data = bytearray(src.read_bytes())
+    at = len(data) // 3
+    data[at : at + 4096] = bytes(4096)
+    path = tmp_path / "zeroed.avi"
+    path.write_bytes(bytes(data))
+    assert_same_however_asked(path, [0.36, 0.33, 0.75, 0.04, 0.5, 0.99, 0.37])

@@ -170,3 +170,82 @@ def test_truncated_real_file_never_crashes(shared_videos, fname, tmp_path):
 def test_missing_real_stream_index(shared_videos):
     with pytest.raises(VideoError, match=r"video streams: \[0, 3\]"):
         VideoReader(shared_videos / "nasa_13013.mp4", stream=9)
+
+
+# ---------------------------------------------------------------- every file of the folder
+
+
+def every_shared_video() -> list[str]:
+    from conftest import SHARED_VIDEOS
+
+    if not SHARED_VIDEOS.is_dir():
+        return ["(none)"]
+    return sorted(p.name for p in SHARED_VIDEOS.iterdir() if p.suffix != ".md")
+
+
+def sequential_digests(path: Path) -> list[str]:
+    """A plain sequential decode of the best video stream, one thread, as players do:
+    a packet the decoder refuses is skipped, a read error ends the stream."""
+    out: list[str] = []
+    with av.open(str(path), metadata_errors="ignore") as container:
+        stream = container.streams.best("video")
+        cc = stream.codec_context
+        cc.thread_count = 1
+        try:
+            for packet in container.demux(stream):
+                if not packet.size:
+                    continue
+                try:
+                    out += [digest(f.to_ndarray(format="rgb24")) for f in cc.decode(packet)]
+                except av.error.FFmpegError:
+                    continue
+        except av.error.FFmpegError:
+            pass
+        out += [digest(f.to_ndarray(format="rgb24")) for f in cc.decode(None)]
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fname", every_shared_video())
+def test_frame_i_is_the_same_picture_however_asked(shared_videos, fname):
+    """Alone, in a range, after other calls: the i-th picture of a sequential decode.
+
+    Covers the files whose headers, timestamps or keyframe flags lie (tree.avi claims
+    444 frames and holds 68; box.mp4 is muxed with pts = dts around B-frames;
+    Megamind*.avi store packed B-frames; Megamind_bugy.avi is damaged), audio-first
+    files and Cinepak.
+    """
+    path = shared_videos / fname
+    ref = sequential_digests(path)
+    with VideoReader(path) as reader:
+        n = len(reader)
+        singles = np.random.default_rng(n).permutation(n)[:12].tolist()
+        alone = {i: digest(reader.get_frames([i])[0]) for i in singles}
+    with VideoReader(path) as reader:
+        assert len(reader) == len(ref)
+        chunks = [reader.get_frames(range(s, min(n, s + 64))) for s in range(0, n, 64)]
+    ranged = [digest(f) for chunk in chunks for f in chunk]
+    assert ranged == ref
+    assert alone == {i: ref[i] for i in singles}
+
+
+def test_header_that_lies_about_its_frame_count(shared_videos):
+    path = shared_videos / "tree.avi"
+    with av.open(str(path)) as container:
+        claimed = container.streams.video[0].frames
+    with VideoReader(path) as reader:
+        assert reader.metadata.codec == "cinepak"
+        assert len(reader) == len(sequential_digests(path)) < claimed
+
+
+def test_timestamps_that_lie_are_found_out(shared_videos):
+    """box.mp4 is muxed with pts = dts, yet its h264 has B-frames: the decoder shows frames
+    in another order. fastvid numbers them as the decoder shows them."""
+    path = shared_videos / "box.mp4"
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        packets = [p for p in container.demux(stream) if p.size]
+    assert all(p.pts == p.dts for p in packets)
+    with VideoReader(path) as reader:
+        assert reader._index.mode == "decoded"
+        assert reader.metadata.stream_index == 1  # the audio stream comes first

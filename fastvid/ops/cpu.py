@@ -29,15 +29,14 @@ the formulas are in :func:`motion`.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import cv2
 import numpy as np
 
+from fastvid import _runtime
 from fastvid.bridge import empty_aligned
 from fastvid.ops import (
     METHOD_ABS_DIFF,
@@ -53,61 +52,24 @@ log = logging.getLogger(__name__)
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 BLUR_KSIZE = 15  # keras-video-generators' GaussianBlur((15, 15), 0): sigma 2.6, reflect-101
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-_num_threads: int | None = None
+_num_threads: int | None = None  # set_num_threads; None: the process default
+_POOL = "ops"
 
 
 def default_threads() -> int:
     """Threads the CPU backend uses: ``set_num_threads``, ``FASTVID_THREADS`` or the cores."""
-    if _num_threads is not None:
-        return _num_threads
-    env = os.environ.get("FASTVID_THREADS")
-    if env:
-        return max(1, int(env))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return _num_threads if _num_threads is not None else _runtime.default_threads()
 
 
 def set_num_threads(n: int | None) -> None:
     """Set the CPU backend's thread count (None: back to the default); 1 runs inline."""
-    global _num_threads, _pool
-    with _pool_lock:
-        _num_threads = None if n is None else max(1, int(n))
-        if _pool is not None:
-            _pool.shutdown(wait=False)
-            _pool = None
+    global _num_threads
+    _num_threads = None if n is None else max(1, int(n))
+    _runtime.shutdown_pools(_POOL)
 
 
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(
-                default_threads(), thread_name_prefix="fastvid-ops", initializer=_mark_worker
-            )
-        return _pool
-
-
-_worker = threading.local()
-
-
-def _mark_worker() -> None:
-    _worker.active = True
-
-
-def _after_fork_in_child() -> None:
-    # a forked child (multiprocessing data loaders) inherits the pool object but not its
-    # threads: forget it, or the first task would wait forever
-    global _pool, _pool_lock
-    _pool = None
-    _pool_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+def _on_pool_thread() -> bool:
+    return threading.current_thread().name.startswith(f"fastvid-{_POOL}")
 
 
 def run_tasks(fn: Callable[..., Any], tasks: Iterable[tuple], threads: int | None = None) -> None:
@@ -115,7 +77,7 @@ def run_tasks(fn: Callable[..., Any], tasks: Iterable[tuple], threads: int | Non
     tasks = list(tasks)
     n = default_threads() if threads is None else threads
     # inline when already on a pool thread: waiting there for the pool could deadlock
-    if n <= 1 or len(tasks) <= 1 or getattr(_worker, "active", False):
+    if n <= 1 or len(tasks) <= 1 or _on_pool_thread():
         for t in tasks:
             fn(*t)
         return
@@ -126,7 +88,8 @@ def run_tasks(fn: Callable[..., Any], tasks: Iterable[tuple], threads: int | Non
             fn(*t)
 
     # list() re-raises the first worker exception here, in the caller
-    list(_executor().map(run_share, [tasks[k::n] for k in range(min(n, len(tasks)))]))
+    shares = [tasks[k::n] for k in range(min(n, len(tasks)))]
+    list(_runtime.pool(_POOL, n).map(run_share, shares))
 
 
 def _chunks(num_seq: int, num_frames: int, threads: int) -> list[tuple[int, int, int]]:

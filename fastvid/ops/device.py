@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
+from fastvid.errors import DeviceUnavailableError
+
 log = logging.getLogger(__name__)
 
 _INSTALL_HINT = "install the CUDA extra with `pip install fastvid[cuda]`"
 
-
-class DeviceUnavailableError(RuntimeError):
-    """``device="cuda"`` was asked for, but CuPy or a CUDA device is missing."""
+__all__ = ["DeviceUnavailableError", "is_cupy_array", "resolve_device"]
 
 
 @lru_cache(maxsize=1)

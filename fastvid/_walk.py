@@ -1,0 +1,291 @@
+"""Decoding the targets of one request, every picture checked against the index.
+
+A *run* is what the decoder does between two flushes: it starts at a keyframe
+(an *anchor*), is fed packets in decode order, and is drained at the end.
+While it runs, every picture that comes out must be one the index expects:
+
+* its timestamp names a packet of the index, one that gives a frame;
+* pictures come out in frame order (decoders output in presentation order);
+* the anchor's picture is a keyframe in the decoder's own judgement;
+* every packet fed for decoding (not skipped) that the index says is shown
+  after the anchor gives its picture by the end of the run;
+* with timestamps as the frame order (``MODE_PTS``), no packet fails to decode
+  and the decoder marks no picture corrupt (damage it hid);
+* where the index holds checksums (``MODE_DECODED``, or ``verify=True``), each
+  returned picture has the checksum the sequential decode gave it (so damage
+  that a decoder hides differently from another starting point is caught).
+
+A picture that breaks one of these raises :class:`Anomaly`: the index's idea
+of the file is wrong there, and the reader answers from a verified path
+instead (a full decode that numbers the frames, or a decode from the start).
+A demuxer that does not give the packet expected raises
+:class:`fastvid._demux.Desync`.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import av
+import numpy as np
+
+from fastvid import index as _index
+from fastvid._demux import NONREF_CODECS, Demuxer
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[int, Any], None]  # (frame index, av.VideoFrame)
+
+
+class Anomaly(Exception):
+    """The pictures contradict what the index says about the file."""
+
+
+def frame_facts(frame: Any) -> dict[str, Any]:
+    """What a decoded picture says about the stream (kept in the index's ``probe``)."""
+    try:
+        rotation = int(frame.rotation)
+    except Exception:
+        rotation = 0
+    return {
+        "width": int(frame.width),
+        "height": int(frame.height),
+        "pix_fmt": frame.format.name,
+        "rotation": rotation,
+    }
+
+
+def picture_digest(frame: Any) -> int:
+    """CRC-32 of a decoded picture's planes (its own pixel format, padding excluded)."""
+    try:
+        planes = frame.to_ndarray()
+    except (ValueError, TypeError, av.error.FFmpegError):  # a format NumPy cannot hold as is
+        planes = frame.reformat(format="yuv444p").to_ndarray()
+    return zlib.crc32(np.ascontiguousarray(planes))
+
+
+def decode_pictures(demux: Demuxer) -> _index.Decoded:
+    """A plain sequential decode of the demuxer's stream from its first packet.
+
+    Every picture in output order, the first one's facts, and the decode
+    positions of the packets the decoder refused. Decode errors on damaged
+    data are skipped, as players do; a read error ends the stream.
+    """
+    decoded = _index.Decoded([], {}, [])
+
+    def take(frames: list[Any]) -> None:
+        for frame in frames:
+            if not decoded.facts:
+                decoded.facts = frame_facts(frame)
+            decoded.pictures.append(_index.Picture(
+                frame.pts, bool(frame.key_frame), bool(frame.is_corrupt), picture_digest(frame)
+            ))
+
+    demux.set_skip("DEFAULT")
+    position = 0
+    try:
+        for packet in demux.container.demux(demux.stream):
+            if not packet.size:
+                continue
+            frames, failed = demux.decode(packet)
+            if failed:
+                decoded.failed.append(position)
+            take(frames)
+            position += 1
+    except (av.error.FFmpegError, OSError) as exc:
+        log.warning("%s: reading stopped early: %s", demux.path, exc)
+    take(demux.drain()[0])
+    return decoded
+
+
+def plan(
+    index: _index.PacketIndex, positions: set[int], keyframes_only: bool
+) -> list[list[int]]:
+    """Intervals ``[start, end]`` of decode positions that produce ``positions``.
+
+    Exact mode: each target from its anchor; intervals that overlap or touch
+    merge, so no packet is decoded twice in one call. Keyframe mode: only the
+    keyframe packets themselves reach the decoder (stronger than
+    ``skip_frame="NONKEY"``, which would still read and submit every packet).
+    """
+    if keyframes_only:
+        return [[p, p] for p in sorted(positions)]
+    intervals: list[list[int]] = []
+    for start, p in sorted((index.anchor(p), p) for p in positions):
+        if intervals and start <= intervals[-1][1] + 1:
+            intervals[-1][1] = max(intervals[-1][1], p)
+        else:
+            intervals.append([start, p])
+    return intervals
+
+
+class Walk:
+    """One request's decoding on one :class:`Demuxer`; pictures of ``targets`` go to ``sink``.
+
+    ``decoded_pts`` collects the timestamp of every picture decoded (the tests
+    use it to prove no frame is decoded twice in a call).
+    """
+
+    def __init__(
+        self, demux: Demuxer, targets: Sequence[int], sink: Sink, decoded_pts: list[Any]
+    ) -> None:
+        self.demux = demux
+        self.index = demux.index
+        self.targets = set(targets)
+        self.done: set[int] = set()
+        self._sink = sink
+        self._decoded_pts = decoded_pts
+        self._strict = self.index.mode == _index.MODE_PTS
+        # MODE_DECODED (or a verified index): every returned picture must be the one the
+        # sequential decode gave
+        self._digests = self.index.frame_digest if self.index.frame_digest.size else None
+        self.mismatched: set[int] = set()
+        self._order = self.index.order
+        self._rank = self.index.rank
+        self._pos_of_pts = self.index.position_of_pts()
+        self._begin(0)
+
+    def missing(self) -> list[int]:
+        return sorted(self.targets - self.done)
+
+    # ------------------------------------------------------------------ runs
+
+    def _begin(self, anchor: int) -> None:
+        self._last_rank = -1
+        self._anchor_order = int(self._order[anchor])
+        self._expected: set[int] = set()
+        self._must_be_key: set[int] = set()
+
+    def _feed(self, position: int, packet: Any, decode: bool, anchor: bool) -> None:
+        idx = self.index
+        if anchor and idx.key[position]:
+            self._must_be_key.add(position)
+        self.demux.set_skip("DEFAULT" if decode else "NONREF")
+        after_anchor = self._order[position] >= self._anchor_order
+        if decode and idx.shown[position] and after_anchor:
+            self._expected.add(position)
+        frames, failed = self.demux.decode(packet)
+        if failed and self._strict and after_anchor:
+            raise Anomaly(f"packet {position} does not decode")
+        self._pictures(frames)
+
+    def _end(self) -> None:
+        frames, failed = self.demux.drain()
+        if failed and self._strict:
+            raise Anomaly("the decoder failed while draining")
+        self._pictures(frames)
+        if self._expected:
+            first = min(self._expected)
+            raise Anomaly(
+                f"{len(self._expected)} packet(s) gave no picture (first: packet {first})"
+            )
+
+    def _pictures(self, frames: list[Any]) -> None:
+        for frame in frames:
+            self.demux.stats.frames_decoded += 1
+            self._decoded_pts.append(frame.pts)
+            position = self._pos_of_pts.get(frame.pts)
+            if position is None:
+                raise Anomaly(f"the decoder gave a picture with pts {frame.pts}, which no "
+                              "packet of the index has")
+            if self._strict and frame.is_corrupt:
+                raise Anomaly(f"the decoder hid damage in the picture of packet {position}")
+            rank = int(self._rank[position])
+            if rank < 0:
+                if self._strict:
+                    raise Anomaly(f"packet {position} gave a picture the index does not count")
+                continue  # MODE_DECODED: a picture a sequential decode does not give
+            if rank <= self._last_rank:
+                raise Anomaly(f"frame {rank} came out after frame {self._last_rank}: the "
+                              "pictures are not in the order the index has")
+            self._last_rank = rank
+            if position in self._must_be_key and not frame.key_frame:
+                raise Anomaly(f"packet {position} is marked as a keyframe but does not decode "
+                              "as one")
+            self._expected.discard(position)
+            if rank in self.targets and rank not in self.done:
+                if self._digests is not None and picture_digest(frame) != self._digests[rank]:
+                    self.mismatched.add(rank)  # decoded otherwise than from the start
+                    continue
+                self._sink(rank, frame)
+                self.done.add(rank)
+
+    # ------------------------------------------------------------------ strategies
+
+    def seeking(self, keyframes_only: bool) -> None:
+        """Each group of targets from its anchor: one seek per group that is not near."""
+        idx, demux = self.index, self.demux
+        tpos = set(idx.frame_pkt[np.asarray(sorted(self.targets), np.int64)].tolist())
+        # non-reference skipping only where timestamps proved right: in files whose order had
+        # to be found by decoding (packed B-frames in AVI, say), skipping a packet can change
+        # which picture a later packet shows
+        nonref = (
+            self._strict and demux.codec_context.name in NONREF_CODECS and not keyframes_only
+        )
+        running = False
+        for start, end in plan(idx, tpos, keyframes_only):
+            if running and demux.needs_seek(start):
+                self._end()  # a seek flushes the decoder: collect what it still holds first
+                running = False
+            demux.position_at(start)
+            if not running:
+                self._begin(start)
+                running = True
+            for p in range(start, end + 1):
+                packet = demux.take(p)
+                decode = not nonref or p in tpos
+                self._feed(p, packet, decode, anchor=p == start)
+            if not keyframes_only:
+                # the next group starts at another keyframe after a gap: end this one here
+                self._end()
+                running = False
+        if running:
+            self._end()
+
+    def from_start(self) -> None:
+        """The verified path: a plain sequential decode from the first packet, nothing skipped.
+
+        The caller reopens the demuxer first.
+        """
+        idx = self.index
+        last = int(idx.frame_pkt[np.asarray(sorted(self.targets), np.int64)].max())
+        self._begin(0)
+        for p in range(last + 1):
+            self._feed(p, self.demux.take(p), decode=True, anchor=p == 0)
+        self._end()
+
+    def ordinal(self) -> None:
+        """Files without usable timestamps: frame i is the i-th picture from the start.
+
+        The caller reopens the demuxer first.
+        """
+        demux = self.demux
+        wanted = set(self.targets)
+        last = max(wanted)
+        ordinal = 0
+
+        def take(frames: list[Any]) -> None:
+            nonlocal ordinal
+            for frame in frames:
+                demux.stats.frames_decoded += 1
+                self._decoded_pts.append(frame.pts)
+                if ordinal in wanted:
+                    self._sink(ordinal, frame)
+                    self.done.add(ordinal)
+                ordinal += 1
+
+        demux.set_skip("DEFAULT")
+        try:
+            for packet in demux.container.demux(demux.stream):
+                if packet.size:
+                    take(demux.decode(packet)[0])
+                if ordinal > last:
+                    break
+        except (av.error.FFmpegError, OSError) as exc:
+            log.warning("%s: reading stopped: %s", demux.path, exc)
+        if ordinal <= last:
+            take(demux.drain()[0])
+        demux.forget_position()  # mid-file: the next call reopens anyway
