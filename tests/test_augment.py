@@ -14,6 +14,8 @@ from fastvid.augment import (
 )
 from fastvid.synth import draw_frame
 
+pytestmark = pytest.mark.keras  # CI runs these under every Keras backend
+
 
 def frozen_batch(b=6, f=4, h=20, w=24, seed=0) -> np.ndarray:
     """Every frame of a sequence identical (sequences differ): a per-frame draw shows up."""

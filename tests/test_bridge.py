@@ -11,6 +11,8 @@ import pytest
 
 from fastvid.bridge import empty_aligned, is_aligned, to_backend
 
+pytestmark = pytest.mark.keras  # CI runs these under every Keras backend
+
 
 def test_numpy_stays_numpy():
     x = np.ones((2, 3), np.float32)

@@ -27,6 +27,8 @@ from fastvid import (  # noqa: E402
 )
 from fastvid.synth import MOTIONS, frame_indices, make_video  # noqa: E402
 
+pytestmark = pytest.mark.keras  # CI runs these under every Keras backend
+
 GENERATORS = [VideoFrameGenerator, SlidingFrameGenerator, OpticalFlowGenerator]
 
 

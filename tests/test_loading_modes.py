@@ -26,6 +26,8 @@ from fastvid import _runtime, ops  # noqa: E402
 from fastvid.reader import read_clips  # noqa: E402
 from fastvid.synth import frame_indices, make_dataset, make_video  # noqa: E402
 
+pytestmark = pytest.mark.keras  # CI runs these under every Keras backend
+
 HERE = Path(__file__).resolve().parent
 TIMEOUT_S = 240  # a forked fit takes 5-20 s on 2 busy cores; a hang takes forever
 BACKEND = keras.backend.backend()

@@ -13,6 +13,8 @@ from fastvid.synth import make_dataset
 
 keras = pytest.importorskip("keras")
 
+pytestmark = pytest.mark.keras  # CI runs these under every Keras backend
+
 
 @pytest.fixture(scope="module")
 def motion_dataset(tmp_path_factory):
