@@ -37,9 +37,10 @@ _LAZY: dict[str, str] = {
     "METHOD_DIFF_MASK": "fastvid.ops",
     "METHOD_ABS_DIFF": "fastvid.ops",
     "to_backend": "fastvid.bridge",
-    "VideoFrameGenerator": "fastvid.generators",
-    "SlidingFrameGenerator": "fastvid.generators",
-    "OpticalFlowGenerator": "fastvid.generators",
+    "VideoFrameGenerator": "fastvid.keras",
+    "SlidingFrameGenerator": "fastvid.keras",
+    "OpticalFlowGenerator": "fastvid.keras",
+    "ClipLoader": "fastvid.loader",
 }
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "METHOD_FLOW_MASK",
     "METHOD_OPTICAL_FLOW",
     "AugmentParams",
+    "ClipLoader",
     "CorruptVideoError",
     "DeviceUnavailableError",
     "FastvidError",

@@ -34,6 +34,22 @@ def size_hw(value: Any, name: str) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
+def cli_size(text: str) -> tuple[int, int]:
+    """``"WxH"`` (as FFmpeg writes sizes) -> ``(height, width)``: the argparse type of every
+    command's size option. ``argparse.ArgumentTypeError`` when it is not two positive ints."""
+    import argparse  # noqa: PLC0415
+
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT, e.g. 112x112, got {text!r}"
+        ) from None
+    if width <= 0 or height <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return height, width
+
+
 def positive_int(value: Any, name: str) -> int:
     """``value`` if it is an int > 0, else ``ValueError`` naming ``name``."""
     if not is_int(value) or value <= 0:

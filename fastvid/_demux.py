@@ -241,9 +241,8 @@ class Demuxer:
         self._next_pos = position
 
     def _iter_packets(self) -> Iterator[Any]:
-        for packet in self._container.demux(self._stream):
-            if packet.size:  # skip end-of-stream markers: sending one would drain the decoder
-                yield packet
+        # end-of-stream markers are skipped: sending one would drain the decoder
+        return _index.demux_packets(self._container, self._stream)
 
     def forget_position(self) -> None:
         """Seek again next time (after an error or an interruption mid-walk)."""

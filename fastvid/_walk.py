@@ -87,9 +87,7 @@ def decode_pictures(demux: Demuxer) -> _index.Decoded:
     demux.set_skip("DEFAULT")
     position = 0
     try:
-        for packet in demux.container.demux(demux.stream):
-            if not packet.size:
-                continue
+        for packet in _index.demux_packets(demux.container, demux.stream):
             frames, failed = demux.decode(packet)
             if failed:
                 decoded.failed.append(position)
@@ -279,9 +277,8 @@ class Walk:
 
         demux.set_skip("DEFAULT")
         try:
-            for packet in demux.container.demux(demux.stream):
-                if packet.size:
-                    take(demux.decode(packet)[0])
+            for packet in _index.demux_packets(demux.container, demux.stream):
+                take(demux.decode(packet)[0])
                 if ordinal > last:
                     break
         except (av.error.FFmpegError, OSError) as exc:

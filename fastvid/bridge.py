@@ -18,24 +18,15 @@ from typing import Any
 
 import numpy as np
 
+from fastvid._arrays import ALIGNMENT, aligned_copy, empty_aligned, is_aligned
+
 log = logging.getLogger(__name__)
 
-TF_ALIGNMENT = 64
+TF_ALIGNMENT = ALIGNMENT
 BACKENDS = ("tensorflow", "jax", "torch", "numpy")
 
-
-def empty_aligned(shape: tuple[int, ...], dtype: Any = np.float32, align: int = 64) -> np.ndarray:
-    """An uninitialised C-contiguous array whose data starts on an ``align``-byte boundary."""
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    raw = np.empty(nbytes + align, np.uint8)
-    offset = (-raw.ctypes.data) % align
-    return raw[offset : offset + nbytes].view(dtype).reshape(shape)
-
-
-def is_aligned(array: np.ndarray, align: int = TF_ALIGNMENT) -> bool:
-    """True when ``array``'s data pointer is a multiple of ``align``."""
-    return array.ctypes.data % align == 0
+__all__ = ["BACKENDS", "TF_ALIGNMENT", "active_backend", "empty_aligned", "is_aligned",
+           "to_backend"]
 
 
 def active_backend() -> str:
@@ -45,18 +36,12 @@ def active_backend() -> str:
     return keras.backend.backend()
 
 
-def _aligned_copy(array: np.ndarray) -> np.ndarray:
-    out = empty_aligned(array.shape, array.dtype, TF_ALIGNMENT)
-    np.copyto(out, array)
-    return out
-
-
 def _tf_ready(array: np.ndarray) -> np.ndarray:
     if array.flags.c_contiguous and is_aligned(array):
         return array
     log.debug("to_backend: copying a %s array to a 64-byte-aligned buffer for TensorFlow",
               array.shape)
-    return _aligned_copy(array)
+    return aligned_copy(array)
 
 
 def _from_dlpack(obj: Any, backend: str) -> Any:
@@ -104,7 +89,7 @@ def to_backend(batch: Any, *, zero_copy: bool = False, backend: str | None = Non
             # say "read-only", and a tensor made writable over read-only memory could crash
             # the process: hand over a private copy instead
             log.debug("to_backend: copying a read-only %s array", batch.shape)
-            batch = _aligned_copy(batch)
+            batch = aligned_copy(batch)
         if name == "tensorflow":
             batch = _tf_ready(batch)
         elif not batch.flags.c_contiguous:

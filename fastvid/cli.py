@@ -6,7 +6,6 @@ pay for TensorFlow.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
 import os
@@ -27,7 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
 # subcommands that run TensorFlow themselves, and those that run Keras (TensorFlow when it
 # is Keras's backend)
 _TENSORFLOW_COMMANDS = frozenset({"convert", "service"})
-_KERAS_COMMANDS = frozenset({"demo", "preview"})
+_KERAS_COMMANDS = frozenset({"demo"})
 
 
 def _uses_tensorflow(name: str) -> bool:
@@ -76,19 +75,6 @@ def quiet_tensorflow() -> None:
             print(line, file=sys.stderr)
     if error is not None:
         raise error
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"WxH"`` -> ``(width, height)``: the argparse type of every command's size option."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected WIDTHxHEIGHT, e.g. 112x112, got {text!r}"
-        ) from None
-    if width <= 0 or height <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return width, height
 
 
 def _usage() -> str:

@@ -214,3 +214,176 @@ def split_files(
             part = validation if k in val_idx else test if k in test_idx else train
             part.append((path, label))
     return Split(train, validation, test)
+
+
+def find_files_or_raise(
+    glob_pattern: str, classes: Iterable[str] | None = None
+) -> dict[str, list[str]]:
+    """:func:`find_files`, with a warning for classes without files and ``ValueError``
+    (naming the pattern) when no file matches. An empty ``classes`` means "discover"."""
+    classes = list(classes) if classes else None  # keras-video-generators' [] meant "discover"
+    by_class = find_files(glob_pattern, classes)
+    found = [c for c, files in by_class.items() if files]
+    if classes is not None and len(found) < len(by_class):
+        log.warning("classes without any file for %r: %s", glob_pattern,
+                    ", ".join(c for c in by_class if not by_class[c]))
+    if not found:
+        raise ValueError(
+            f"no video file matches glob_pattern={glob_pattern!r}"
+            + (f" for classes {sorted(classes)}" if classes is not None else "")
+            + "; check the path and that it contains {classname}"
+        )
+    return by_class
+
+
+def report_split(
+    split: Split,
+    files_by_class: Mapping[str, Sequence[str]],
+    source: str,
+    split_val: float | None,
+    split_test: float | None,
+) -> None:
+    """Log a split's sizes once, and warn when a fraction gives no file at all."""
+    n_train, n_val, n_test = split.sizes()
+    largest = max((len(f) for f in files_by_class.values()), default=0)
+    for name, fraction, count in (("split_val", split_val, n_val),
+                                  ("split_test", split_test, n_test)):
+        if fraction and not count:
+            log.warning(
+                "%s=%s gives no file: int(%s x files of a class) rounds down to 0 for every "
+                "class (largest class: %d files)", name, fraction, fraction, largest,
+            )
+    log.info("%d classes, %d files for %r: train %d, validation %d, test %d",
+             len(files_by_class), n_train + n_val + n_test, source, n_train, n_val, n_test)
+
+
+# ---------------------------------------------------------------------- sources
+
+# what a folder source picks up (lower-case suffixes)
+VIDEO_EXTENSIONS = frozenset(
+    ".avi .mp4 .m4v .mkv .webm .mov .mpg .mpeg .wmv .flv .ogv .3gp .ts .mts .m2ts".split()
+)
+
+Labelled = list[tuple[str, int]]  # (path, class index; -1: unlabelled)
+
+
+def is_video_file(path: str | os.PathLike[str]) -> bool:
+    """A file whose suffix is one of :data:`VIDEO_EXTENSIONS`."""
+    return os.path.isfile(path) and os.path.splitext(os.fspath(path))[1].lower() in VIDEO_EXTENSIONS
+
+
+def discover(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    labels: Sequence[str | int] | None = None,
+    *,
+    classes: Sequence[str] | None = None,
+) -> tuple[Labelled, list[str]]:
+    """The files of a dataset with their class indices, and the class names.
+
+    ``source`` is one of:
+
+    * a glob with ``{classname}`` (``videos/{classname}/*.avi``): classes from the
+      paths (only ``classes`` when given);
+    * a folder: each sub-folder holding videos is a class (videos found
+      recursively below it); a folder with videos and no sub-folders gives
+      unlabelled videos (label -1);
+    * a CSV file of ``path,label`` rows (relative paths are relative to the CSV's
+      folder; a first row whose label column reads ``label`` or ``class`` is a
+      header; ``#`` starts a comment row);
+    * a list of paths, with ``labels``: one per path, class names or ints.
+
+    Class names are sorted and numbered in that order (as keras-video-generators
+    and Keras's ``image_dataset_from_directory`` do); integer labels are class
+    indices themselves (names ``"0"``, ``"1"``, ...). Raises ``FileNotFoundError``
+    when nothing matches, ``ValueError`` for labels that do not fit.
+    """
+    if not isinstance(source, str | os.PathLike):
+        paths = [os.fspath(p) for p in source]
+        if labels is None:
+            raise ValueError("a list of paths needs labels (one per path), or pass labels=[]")
+        if len(labels) != len(paths):
+            raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
+        return _label(list(zip(paths, labels, strict=True)), classes, "the paths given")
+    text = os.fspath(source)
+    if labels is not None:
+        raise ValueError("labels= goes with a list of paths, not with a folder, glob or CSV")
+    if CLASSNAME in text:
+        by_class = find_files_or_raise(text, classes)
+        names = sorted(by_class)  # the classes given, or those found (sorted already)
+        index = {c: i for i, c in enumerate(names)}
+        return sorted((p, index[c]) for c, ps in by_class.items() for p in ps), names
+    if text.lower().endswith(".csv") and os.path.isfile(text):
+        return _label(_read_csv(text), classes, text)
+    if os.path.isdir(text):
+        return _from_folder(text, classes)
+    if glob.has_magic(text):
+        found = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
+        if not found:
+            raise FileNotFoundError(f"{text}: no video found")
+        return [(p, -1) for p in found], []
+    raise FileNotFoundError(f"{text}: not a folder, a glob or a CSV file")
+
+
+def _from_folder(root: str, classes: Sequence[str] | None) -> tuple[Labelled, list[str]]:
+    subdirs = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    found = {}
+    for name in subdirs:
+        if classes is not None and name not in classes:
+            continue
+        videos = sorted(
+            os.path.join(d, f) for d, _, fs in os.walk(os.path.join(root, name)) for f in fs
+            if is_video_file(os.path.join(d, f))
+        )
+        if videos:
+            found[name] = videos
+    if not found:
+        files = sorted(os.path.join(root, f) for f in os.listdir(root)
+                       if is_video_file(os.path.join(root, f)))
+        if not files:
+            raise FileNotFoundError(f"{root}: no video found")
+        return [(f, -1) for f in files], []
+    names = sorted(found) if classes is None else sorted(classes)
+    index = {c: i for i, c in enumerate(names)}
+    return sorted((p, index[c]) for c, ps in found.items() for p in ps), names
+
+
+def _read_csv(path: str) -> list[tuple[str, str]]:
+    import csv  # noqa: PLC0415
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.reader(fh) if r and not r[0].lstrip().startswith("#")]
+    if rows and len(rows[0]) >= 2 and rows[0][1].strip().lower() in ("label", "class"):
+        rows = rows[1:]
+    entries = []
+    for line, row in enumerate(rows, 1):
+        if len(row) < 2:
+            raise ValueError(f"{path}: row {line} needs 'path,label', got {row!r}")
+        video = row[0].strip()
+        if not os.path.isabs(video):
+            video = os.path.join(os.path.dirname(path), video)
+        entries.append((video, row[1].strip()))
+    if not entries:
+        raise FileNotFoundError(f"{path}: no video listed")
+    return entries
+
+
+def _label(
+    entries: list[tuple[str, str | int]], classes: Sequence[str] | None, where: str
+) -> tuple[Labelled, list[str]]:
+    """(path, label) pairs whose labels are names or ints -> class indices and names."""
+    values = [label for _, label in entries]
+    if all(isinstance(v, int | np.integer) or str(v).isdigit() for v in values) and (
+        classes is None or not any(str(v) in classes for v in values)
+    ):
+        ints = [int(v) for v in values]
+        count = max(ints, default=-1) + 1
+        names = list(classes) if classes is not None else [str(i) for i in range(count)]
+        if count > len(names):
+            raise ValueError(f"{where}: label {count - 1} but only {len(names)} classes")
+        return sorted((p, i) for (p, _), i in zip(entries, ints, strict=True)), names
+    names = sorted(classes) if classes is not None else sorted({str(v) for v in values})
+    index = {c: i for i, c in enumerate(names)}
+    unknown = sorted({str(v) for v in values} - set(index))
+    if unknown:
+        raise ValueError(f"{where}: labels {unknown} are not among classes {names}")
+    return sorted((p, index[str(v)]) for p, v in entries), names

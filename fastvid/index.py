@@ -36,7 +36,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
@@ -295,6 +295,26 @@ class ScanCheck:
         return "the decoder shows its pictures in another order than their timestamps say"
 
 
+class DemuxStopped(OSError):
+    """The demuxer gave up mid-file (PyAV raised something other than an FFmpeg error)."""
+
+
+def demux_packets(container: Any, stream: Any) -> Iterator[Any]:
+    """The packets of ``stream`` that hold data, in file order.
+
+    PyAV's demuxer raises ``IndexError`` when a damaged MPEG-TS announces a stream
+    it did not list at open; reading stops there, as at a read error: that
+    becomes :class:`DemuxStopped` (an ``OSError``, as read errors are), never an
+    ``IndexError`` that would read as a bad frame index.
+    """
+    try:
+        for packet in container.demux(stream):
+            if packet.size:  # skip end-of-stream markers (and empty chunks: no picture)
+                yield packet
+    except IndexError as exc:
+        raise DemuxStopped(f"the demuxer met a stream it did not announce ({exc})") from exc
+
+
 def scan_packets(container: Any, stream: Any, check: ScanCheck | None = None) -> tuple:
     """Demux every packet of ``stream``, each also handed to ``check`` (see :class:`ScanCheck`).
 
@@ -309,9 +329,7 @@ def scan_packets(container: Any, stream: Any, check: ScanCheck | None = None) ->
     truncated = False
     corrupt = 0
     try:
-        for packet in container.demux(stream):
-            if packet.size == 0:  # end-of-stream marker (or an empty chunk: no picture)
-                continue
+        for packet in demux_packets(container, stream):
             shown = not packet.is_discard
             corrupt += bool(packet.is_corrupt)
             cols["pts"].append(NO_TS if packet.pts is None else packet.pts)

@@ -35,10 +35,11 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from fastvid import _runtime
+from fastvid import _checks, _runtime
 from fastvid import index as _index
 from fastvid._demux import Demuxer, Desync
-from fastvid._walk import Anomaly, Walk, decode_pictures, frame_facts
+from fastvid._indexer import Indexer
+from fastvid._walk import Anomaly, Walk
 from fastvid.errors import CorruptVideoError, VideoError
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,6 @@ class VideoReader:
         verify: bool = False,
     ) -> None:
         self.path = os.fspath(path)
-        self._verify = bool(verify)
         self.stats = DecodeStats()
         self.last_indices: list[int] = []
         self._lock = threading.Lock()
@@ -165,17 +165,14 @@ class VideoReader:
         self._decoded_pts: list[Any] = []  # pts of every picture decoded by the last call
         self._fallbacks = 0  # times a verified path (decoding from the start) answered
         self._pid = os.getpid()
-        self._threads_arg = threads
         self._demux: Demuxer | None = None
         self._demux = Demuxer(self.path, stream, threads, self.stats)
         try:
             self._stream_index = self._demux.stream_index
             if cache_dir is None:
                 cache_dir = _runtime.settings().index_cache_dir
-            self._cache_dir = cache_dir
-            self._key = _index.cache_key(self.path, self._stream_index)
-            self._use_index(self._load_index())
-            self.metadata = self._make_metadata()
+            self._indexer = Indexer(self._demux, cache_dir, bool(verify))
+            self._use_index(self._indexer.load())
         except BaseException:
             self.close()
             raise
@@ -187,55 +184,6 @@ class VideoReader:
 
     # ------------------------------------------------------------------ index
 
-    def _load_index(self) -> _index.PacketIndex:
-        idx = _index.memory_cache.get(self._key)
-        if idx is None and self._cache_dir is not None:
-            idx = _index.load_cached(self._cache_dir, self._key)
-        if idx is not None and self._verify and not idx.frame_digest.size:
-            idx = None  # indexed without a full decode: verify now
-        if idx is not None:
-            self._demux.start_packets(0)  # fresh container: the demuxer is at the first packet
-        else:
-            idx = _index.build_index(
-                self._demux.container,
-                self._demux.stream,
-                check=_index.ScanCheck(self._scan_decode),
-                decode_all=self._decode_all,
-                verify=self._verify,
-            )
-            self._demux.drain()  # headers only so far: a clean decoder for the first request
-            self._demux.set_skip("DEFAULT")
-            self._store(idx)
-        _index.memory_cache.put(self._key, idx)
-        return idx
-
-    def _store(self, idx: _index.PacketIndex) -> None:
-        _index.memory_cache.put(self._key, idx)
-        if self._cache_dir is not None:
-            _index.store_cached(self._cache_dir, self._key, idx)
-
-    def _scan_decode(
-        self, packet: Any, headers_only: bool
-    ) -> tuple[list[_index.Picture], dict[str, Any], bool]:
-        demux = self._demux
-        demux.set_skip("ALL" if headers_only else "DEFAULT")
-        frames, failed = demux.drain() if packet is None else demux.decode(packet)
-        facts = frame_facts(frames[0]) if frames else {}
-        pictures = [_index.Picture(f.pts, bool(f.key_frame), bool(f.is_corrupt)) for f in frames]
-        return pictures, facts, failed
-
-    def _decode_all(self) -> _index.Decoded:
-        """A full sequential decode in a fresh demuxer: the pictures, in output order.
-
-        On one thread: that is the decode frames are numbered by (FFmpeg's frame
-        threads may treat damaged data differently).
-        """
-        fresh = Demuxer(self.path, self._stream_index, 1, DecodeStats(), strict=False)
-        try:
-            return decode_pictures(fresh)
-        finally:
-            fresh.close()
-
     def _use_index(self, idx: _index.PacketIndex) -> None:
         self._index = self._demux.index = idx
         if idx.mode != _index.MODE_PTS:
@@ -243,55 +191,7 @@ class VideoReader:
             # as players do, and on one thread for a damaged file (FFmpeg's frame threads
             # may treat damaged data differently)
             self._demux.configure(strict=False, threads=1 if idx.damaged.any() else None)
-
-    def _reindex(self, reason: str) -> None:
-        """Number the frames by decoding the whole file once; replaces the index."""
-        log.warning(
-            "%s: %s; decoding it once to number its frames as a sequential decode does",
-            self.path, reason,
-        )
-        old = self._index
-        decoded = self._decode_all()
-        decoded.facts = decoded.facts or old.probe
-        base = {f.name: getattr(old, f.name) for f in fields(old)
-                if f.name not in ("mode", "frame_pkt", "frame_key", "probe", "damaged")}
-        self._use_index(_index.decoded_index(base, decoded, self.path))
-        self._store(self._index)
-        self._demux.forget_position()
-        self.metadata = self._make_metadata()
-
-    def _make_metadata(self) -> VideoMetadata:
-        idx, stream = self._index, self._demux.stream
-        cc = stream.codec_context
-        n = idx.num_frames
-        rate = stream.average_rate or stream.guessed_rate
-        span = 0.0
-        if idx.mode != _index.MODE_ORDINAL and n >= 2:
-            fpts = np.sort(idx.frame_pts())
-            span = float((int(fpts[-1]) - int(fpts[0])) * idx.time_base)
-        if rate:
-            fps = float(rate)
-        elif span > 0:
-            fps = (n - 1) / span
-        else:
-            fps = 0.0
-        if span > 0:
-            duration = span + (1.0 / fps if fps else 0.0)
-        else:
-            duration = n / fps if fps else 0.0
-        probe = idx.probe
-        return VideoMetadata(
-            num_frames=n,
-            fps=fps,
-            duration=duration,
-            width=int(probe.get("width") or cc.width or 0),
-            height=int(probe.get("height") or cc.height or 0),
-            codec=cc.name,
-            pix_fmt=str(probe.get("pix_fmt") or cc.pix_fmt or ""),
-            keyframe_indices=idx.keyframe_indices(),
-            rotation=int(probe.get("rotation") or 0),
-            stream_index=self._stream_index,
-        )
+        self.metadata = _metadata(idx, self._demux.stream, self._stream_index)
 
     # ------------------------------------------------------------------ public API
 
@@ -328,7 +228,7 @@ class VideoReader:
         Returns uint8 ``(len(indices), H, W, 3)`` for ``color`` "rgb" or "bgr",
         ``(…, H, W, 1)`` for "gray" (luma, full range) and ``(…, H*3//2, W)``
         I420 for "yuv420p" (even ``W`` and ``H`` required), in the order asked.
-        ``size=(width, height)`` resizes during the colour conversion (one
+        ``size=(height, width)`` resizes during the colour conversion (one
         swscale pass: area averaging when shrinking, bilinear otherwise).
 
         ``seek_mode="exact"`` returns exactly the frames asked for;
@@ -340,7 +240,7 @@ class VideoReader:
         arguments and :class:`fastvid.CorruptVideoError` when a frame cannot be
         decoded (truncated or corrupt file).
         """
-        out_spec = self._output_spec(size, color)
+        out_spec = _output_spec(size, color, self.metadata)
         if seek_mode not in SEEK_MODES:
             raise ValueError(f"seek_mode must be one of {SEEK_MODES}, got {seek_mode!r}")
         with self._lock:
@@ -364,9 +264,9 @@ class VideoReader:
                     ) from None
 
     def _get(self, indices: Any, out_spec: _Output, seek_mode: str) -> np.ndarray:
-        wanted = self._normalize(indices)
+        wanted = _normalize(indices, self.metadata.num_frames, self.path)
         if seek_mode == "keyframe":
-            wanted = self._snap_to_keyframes(wanted)
+            wanted = _snap_to_keyframes(wanted, self.metadata.keyframe_indices, self.path)
         out = np.empty((len(wanted), *out_spec.shape), np.uint8)
         slots: dict[int, list[int]] = {}
         for k, i in enumerate(wanted):
@@ -391,55 +291,6 @@ class VideoReader:
                 raise
         self.last_indices = list(wanted)
         return out
-
-    # ------------------------------------------------------------------ requests
-
-    def _output_spec(self, size: tuple[int, int] | None, color: str) -> _Output:
-        if color not in COLORS:
-            raise ValueError(f"color must be one of {COLORS}, got {color!r}")
-        if size is None:
-            width, height = self.metadata.width, self.metadata.height
-        else:
-            try:
-                width, height = (int(v) for v in size)
-            except (TypeError, ValueError):
-                raise ValueError(f"size must be (width, height), got {size!r}") from None
-            if width <= 0 or height <= 0:
-                raise ValueError(f"size must be positive, got {size!r}")
-        if color == "yuv420p" and (width % 2 or height % 2):
-            raise ValueError(
-                f"yuv420p output needs an even width and height, got {width}x{height}; pass size="
-            )
-        return _Output(width, height, color)
-
-    def _normalize(self, indices: Sequence[int] | np.ndarray) -> list[int]:
-        if isinstance(indices, int | np.integer):
-            raise TypeError("indices must be a sequence of frame indices, not a single int")
-        arr = np.asarray(indices)
-        if arr.size == 0:
-            return []
-        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(
-                f"indices must be a 1-D sequence of integers, got {arr.dtype} {arr.shape}"
-            )
-        n = self.metadata.num_frames
-        bad = (arr < -n) | (arr >= n)
-        if bad.any():
-            first = int(arr[bad][0])
-            valid = f"valid indices are {-n}..{n - 1}" if n else "the video has no frames"
-            raise IndexError(f"{self.path}: frame index {first} out of range ({n} frames; {valid})")
-        return np.where(arr < 0, arr + n, arr).astype(np.int64).tolist()
-
-    def _snap_to_keyframes(self, wanted: list[int]) -> list[int]:
-        keys = np.asarray(self.metadata.keyframe_indices, np.int64)
-        if keys.size == 0:
-            log.warning("%s: no keyframes known; keyframe mode returns exact frames", self.path)
-            return wanted
-        arr = np.asarray(wanted, np.int64)
-        right = np.clip(np.searchsorted(keys, arr), 0, keys.size - 1)
-        left = np.clip(right - 1, 0, keys.size - 1)
-        use_left = np.abs(arr - keys[left]) <= np.abs(keys[right] - arr)
-        return np.where(use_left, keys[left], keys[right]).tolist()
 
     def _convert(self, frame: Any, spec: _Output) -> np.ndarray:
         shrink = spec.width < frame.width and spec.height < frame.height
@@ -503,7 +354,8 @@ class VideoReader:
     def _on_anomaly(self, exc: Anomaly) -> None:
         """Timestamps that lie: number the frames by decoding and have the call start over."""
         if self._index.mode == _index.MODE_PTS:
-            self._reindex(str(exc))
+            self._use_index(self._indexer.rebuild(self._index, str(exc)))
+            self._demux.forget_position()
             raise _Reindexed from exc
 
     def _raise_missing(self, missing: list[int]) -> None:
@@ -516,6 +368,82 @@ class VideoReader:
         raise CorruptVideoError(
             self.path, f"cannot decode frame(s) {shown} of {self.metadata.num_frames}: {why}"
         )
+
+
+# ---------------------------------------------------------------------- requests
+
+
+def _output_spec(size: tuple[int, int] | None, color: str, meta: VideoMetadata) -> _Output:
+    if color not in COLORS:
+        raise ValueError(f"color must be one of {COLORS}, got {color!r}")
+    if size is None:
+        width, height = meta.width, meta.height
+    else:
+        height, width = _checks.size_hw(size, "size")
+    if color == "yuv420p" and (width % 2 or height % 2):
+        raise ValueError(
+            f"yuv420p output needs an even width and height, got {width}x{height}; pass size="
+        )
+    return _Output(width, height, color)
+
+
+def _normalize(indices: Sequence[int] | np.ndarray, n: int, path: str) -> list[int]:
+    """Frame indices as non-negative ints, or IndexError/TypeError saying what is wrong."""
+    if isinstance(indices, int | np.integer):
+        raise TypeError("indices must be a sequence of frame indices, not a single int")
+    arr = np.asarray(indices)
+    if arr.size == 0:
+        return []
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"indices must be a 1-D sequence of integers, got {arr.dtype} {arr.shape}")
+    bad = (arr < -n) | (arr >= n)
+    if bad.any():
+        first = int(arr[bad][0])
+        valid = f"valid indices are {-n}..{n - 1}" if n else "the video has no frames"
+        raise IndexError(f"{path}: frame index {first} out of range ({n} frames; {valid})")
+    return np.where(arr < 0, arr + n, arr).astype(np.int64).tolist()
+
+
+def _snap_to_keyframes(wanted: list[int], keyframes: Sequence[int], path: str) -> list[int]:
+    """Each index replaced by the nearest keyframe (ties go to the earlier one)."""
+    keys = np.asarray(keyframes, np.int64)
+    if keys.size == 0:
+        log.warning("%s: no keyframes known; keyframe mode returns exact frames", path)
+        return wanted
+    arr = np.asarray(wanted, np.int64)
+    right = np.clip(np.searchsorted(keys, arr), 0, keys.size - 1)
+    left = np.clip(right - 1, 0, keys.size - 1)
+    use_left = np.abs(arr - keys[left]) <= np.abs(keys[right] - arr)
+    return np.where(use_left, keys[left], keys[right]).tolist()
+
+
+def _metadata(idx: _index.PacketIndex, stream: Any, stream_index: int) -> VideoMetadata:
+    """What :attr:`VideoReader.metadata` says of a stream, from its index."""
+    cc = stream.codec_context
+    n = idx.num_frames
+    rate = stream.average_rate or stream.guessed_rate
+    span = 0.0
+    if idx.mode != _index.MODE_ORDINAL and n >= 2:
+        fpts = np.sort(idx.frame_pts())
+        span = float((int(fpts[-1]) - int(fpts[0])) * idx.time_base)
+    fps = float(rate) if rate else (n - 1) / span if span > 0 else 0.0
+    if span > 0:
+        duration = span + (1.0 / fps if fps else 0.0)
+    else:
+        duration = n / fps if fps else 0.0
+    probe = idx.probe
+    return VideoMetadata(
+        num_frames=n,
+        fps=fps,
+        duration=duration,
+        width=int(probe.get("width") or cc.width or 0),
+        height=int(probe.get("height") or cc.height or 0),
+        codec=cc.name,
+        pix_fmt=str(probe.get("pix_fmt") or cc.pix_fmt or ""),
+        keyframe_indices=idx.keyframe_indices(),
+        rotation=int(probe.get("rotation") or 0),
+        stream_index=stream_index,
+    )
 
 
 # ---------------------------------------------------------------------- batches

@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fastvid.cli import parse_size
+from fastvid._checks import cli_size
 
 log = logging.getLogger(__name__)
 
@@ -174,20 +174,13 @@ def show_sample(
 
 # --------------------------------------------------------------------------- fastvid preview
 
-_METHODS = {"optical_flow": 1, "flow_mask": 2, "diff_mask": 3, "abs_diff": 4}
-
-
 def _method(text: str) -> int | str:
-    key = text.lower().replace("-", "_")
-    if key in _METHODS:
-        return _METHODS[key]
-    if key in ("flow_raw",):
-        return key
-    if key.isdigit() and int(key) in _METHODS.values():
-        return int(key)
-    raise argparse.ArgumentTypeError(
-        f"unknown method {text!r}; choose from {', '.join(_METHODS)} or 1-4"
-    )
+    from fastvid.ops import motion_method  # noqa: PLC0415
+
+    try:
+        return motion_method(text).code
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _preview_parser() -> argparse.ArgumentParser:
@@ -202,12 +195,13 @@ def _preview_parser() -> argparse.ArgumentParser:
     p.add_argument("--generator", choices=("frame", "sliding", "flow"), default="frame",
                    help="VideoFrameGenerator, SlidingFrameGenerator or OpticalFlowGenerator")
     p.add_argument("--nb-frames", type=int, default=5, help="frames per sample (default 5)")
-    p.add_argument("--target-shape", type=parse_size, default=(112, 112), metavar="WxH",
+    p.add_argument("--target-shape", type=cli_size, default=(112, 112), metavar="WxH",
                    help="frame size (default 112x112)")
     p.add_argument("--batch-size", type=int, default=4, help="samples in the batch (default 4)")
     p.add_argument("--nb-channel", type=int, choices=(1, 3), default=3, help="1 = grey")
     p.add_argument("--method", type=_method, default=None,
-                   help="flow generator only: optical_flow, flow_mask, diff_mask, abs_diff (1-4)")
+                   help="flow generator only: optical_flow, flow_mask, diff_mask, abs_diff (1-4) "
+                        "or flow_raw")
     p.add_argument("--sequence-time", type=float, default=None,
                    help="sliding generator only: seconds spanned by one sample")
     p.add_argument("--seek-mode", choices=("exact", "keyframe"), default=None)
@@ -221,31 +215,27 @@ def _preview_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _build_generator(args: argparse.Namespace) -> Any:
-    import fastvid
+def _build_loader(args: argparse.Namespace) -> Any:
+    """The generator's batches, from a Keras-free :class:`fastvid.ClipLoader`."""
+    from fastvid.dataset import find_files_or_raise  # noqa: PLC0415
+    from fastvid.loader import ClipLoader, MotionOptions  # noqa: PLC0415
 
-    kwargs: dict[str, Any] = {
-        "glob_pattern": args.glob_pattern,
-        "nb_frames": args.nb_frames,
-        "target_shape": (args.target_shape[1], args.target_shape[0]),  # fastvid: (height, width)
-        "batch_size": args.batch_size,
-        "nb_channel": args.nb_channel,
-        "shuffle": not args.no_shuffle,
-        "seed": args.seed,
+    by_class = find_files_or_raise(args.glob_pattern)
+    classes = sorted(by_class)
+    files = [(p, classes.index(c)) for c in classes for p in by_class[c]]
+    options: dict[str, Any] = {
+        "num_frames": args.nb_frames, "size": args.target_shape, "batch_size": args.batch_size,
+        "color": "rgb" if args.nb_channel == 3 else "gray", "shuffle": not args.no_shuffle,
+        "seed": args.seed or 0,
     }
     for name in ("seek_mode", "device"):
         if getattr(args, name) is not None:
-            kwargs[name] = getattr(args, name)
+            options[name] = getattr(args, name)
     if args.generator == "sliding":
-        cls = fastvid.SlidingFrameGenerator
-        kwargs["sequence_time"] = args.sequence_time
-    elif args.generator == "flow":
-        cls = fastvid.OpticalFlowGenerator
-        if args.method is not None:
-            kwargs["method"] = args.method
-    else:
-        cls = fastvid.VideoFrameGenerator
-    return cls(**kwargs)
+        options.update(sampler="sliding", sampler_options={"sequence_time": args.sequence_time})
+    elif args.generator == "flow":  # a motion image between each pair of decoded frames
+        options.update(num_frames=args.nb_frames + 1, motion=MotionOptions(args.method or 1))
+    return ClipLoader(files, classes=classes, name="fastvid preview", **options)
 
 
 def preview_main(argv: list[str] | None = None) -> int:
@@ -265,10 +255,10 @@ def preview_main(argv: list[str] | None = None) -> int:
         print("fastvid preview: --method needs --generator flow", file=sys.stderr)
         return 2
     try:
-        gen = _build_generator(args)
+        gen = _build_loader(args)
         if len(gen) == 0:
             print(f"fastvid preview: no batch of {args.batch_size} from {args.glob_pattern!r} "
-                  f"({getattr(gen, 'files_count', 0)} files)", file=sys.stderr)
+                  f"({len(gen.videos)} files)", file=sys.stderr)
             return 1
         grid = show_sample(gen, args.index, args.output, cell_height=args.cell_height)
     except (OSError, ValueError, IndexError) as exc:
@@ -276,5 +266,5 @@ def preview_main(argv: list[str] | None = None) -> int:
         return 1
     classes = ", ".join(map(str, getattr(gen, "classes", [])))
     print(f"{args.output}: batch {args.index} of {len(gen)}, grid {grid.shape[1]}x{grid.shape[0]}"
-          f" px; {getattr(gen, 'files_count', '?')} files, classes: {classes}")
+          f" px; {len(gen.videos)} files, classes: {classes}")
     return 0

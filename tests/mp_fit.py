@@ -26,7 +26,7 @@ def main(data_dir: str, transform: str, read_first: bool) -> None:
             [keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.1)]
         )
     elif transform == "image_data_generator":
-        from keras.src.legacy.preprocessing.image import ImageDataGenerator
+        from tensorflow.keras.preprocessing.image import ImageDataGenerator
 
         augmentation = ImageDataGenerator(rotation_range=10, horizontal_flip=True)
     else:

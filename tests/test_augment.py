@@ -110,7 +110,7 @@ def test_legacy_image_data_generator_once_per_sequence():
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_real_image_data_generator(keras):
-    legacy = pytest.importorskip("keras.src.legacy.preprocessing.image")
+    legacy = pytest.importorskip("tensorflow.keras.preprocessing.image")
     idg = legacy.ImageDataGenerator(rotation_range=10, horizontal_flip=True, zoom_range=0.1)
     t = make_transform(idg)
     y = t(frozen_batch(b=4, f=3), seed=1)

@@ -57,7 +57,7 @@ def test_prepare_matches_cpu(cp, fmt, color, augment):
     rng = np.random.default_rng(3)
     sources = [(226, 130), (162, 98)]  # even sizes (I420), different per clip
     clips = [smooth_clip(rng, 5, h, w, i420=fmt == "yuv420p") for w, h in sources]
-    kw = dict(size=(111, 65), color=color, augment=augment, seed=42, input_format=fmt)
+    kw = dict(size=(65, 111), color=color, augment=augment, seed=42, input_format=fmt)
     got = ops.prepare(clips, device="cuda", **kw)
     want = ops.prepare(clips, device="cpu", **kw)
     assert isinstance(got, cp.ndarray) and got.dtype == cp.float32
@@ -70,8 +70,8 @@ def test_prepare_matches_cpu(cp, fmt, color, augment):
 def test_prepare_takes_device_clips_and_auto_picks_cuda(cp):
     rng = np.random.default_rng(4)
     clips = [rng.integers(1, 256, (3, 48, 64, 3), dtype=np.uint8) for _ in range(2)]
-    host = ops.prepare(clips, size=(32, 24), device="cuda")
-    on_device = ops.prepare([cp.asarray(c) for c in clips], size=(32, 24), device="auto")
+    host = ops.prepare(clips, size=(24, 32), device="cuda")
+    on_device = ops.prepare([cp.asarray(c) for c in clips], size=(24, 32), device="auto")
     assert isinstance(on_device, cp.ndarray)
     cp.testing.assert_array_equal(host, on_device)
 
@@ -81,7 +81,7 @@ def test_i420_is_cv2_on_the_gpu(cp):
     rng = np.random.default_rng(5)
     h, w = 64, 96
     clip = rng.integers(0, 256, (2, h * 3 // 2, w), dtype=np.uint8)
-    got = ops.prepare([clip], size=(w, h), rescale=1.0, input_format="yuv420p", device="cuda")
+    got = ops.prepare([clip], size=(h, w), rescale=1.0, input_format="yuv420p", device="cuda")
     want = np.stack([cv2.cvtColor(f, cv2.COLOR_YUV2RGB_I420) for f in clip])
     np.testing.assert_array_equal(cp.asnumpy(got[0]), want.astype(np.float32))
 
@@ -126,13 +126,13 @@ def test_gray_is_bit_exact_on_the_gpu(cp):
 def test_threads_get_their_own_streams(cp):
     rng = np.random.default_rng(8)
     clips = [rng.integers(1, 256, (4, 60, 80, 3), dtype=np.uint8) for _ in range(3)]
-    want = cp.asnumpy(ops.prepare(clips, size=(40, 30), device="cuda"))
+    want = cp.asnumpy(ops.prepare(clips, size=(30, 40), device="cuda"))
     results, errors = [], []
 
     def work():
         try:
             for _ in range(5):
-                results.append(cp.asnumpy(ops.prepare(clips, size=(40, 30), device="cuda")))
+                results.append(cp.asnumpy(ops.prepare(clips, size=(30, 40), device="cuda")))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

@@ -13,6 +13,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 import fastvid  # noqa: E402
+import fastvid._frames  # noqa: E402
 from fastvid import (  # noqa: E402
     METHOD_ABS_DIFF,
     METHOD_DIFF_MASK,
@@ -146,7 +147,7 @@ def test_split_is_reproducible_and_old_name(seed_dir):
 
 
 def test_split_reported_once(seed_dir, caplog):
-    with caplog.at_level(logging.INFO, logger="fastvid.generators"):
+    with caplog.at_level(logging.INFO, logger="fastvid"):
         gen = VideoFrameGenerator(glob_pattern=seed_dir, split_val=0.3, split_test=0.2)
         gen.get_validation_generator()
         gen.get_test_generator()
@@ -264,7 +265,7 @@ def with_short(tmp_path_factory) -> str:
 
 
 def test_short_videos_skipped_with_one_warning(with_short, caplog):
-    with caplog.at_level(logging.WARNING, logger="fastvid.generators"):
+    with caplog.at_level(logging.WARNING, logger="fastvid"):
         g = VideoFrameGenerator(**small(with_short, nb_frames=5, batch_size=3))
     warnings = [r for r in caplog.records if "shorter" in r.getMessage()]
     assert len(warnings) == 1 and "2 of 8" in warnings[0].getMessage()
@@ -321,7 +322,7 @@ def with_corrupt(tmp_path_factory) -> str:
 
 
 def test_unreadable_files_skipped_and_counted(with_corrupt, caplog):
-    with caplog.at_level(logging.WARNING, logger="fastvid.generators"):
+    with caplog.at_level(logging.WARNING, logger="fastvid"):
         g = VideoFrameGenerator(**small(with_corrupt, nb_frames=4, batch_size=3))
     warnings = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
     assert len(warnings) == 1 and "3 of 9" in warnings[0]
@@ -342,7 +343,7 @@ def test_file_failing_mid_epoch_never_shrinks_a_batch(known, monkeypatch, caplog
     pattern, _ = known
     g = VideoFrameGenerator(**small(pattern, nb_frames=3, batch_size=3, shuffle=False))
     victim = g.files[1]
-    real = fastvid.reader.read_clips
+    real = fastvid._frames.read_clips
 
     def flaky(requests, **kwargs):
         requests = list(requests)
@@ -351,8 +352,8 @@ def test_file_failing_mid_epoch_never_shrinks_a_batch(known, monkeypatch, caplog
                 raise VideoError(path, "truncated (simulated)")
         return real(requests, **kwargs)
 
-    monkeypatch.setattr(fastvid.reader, "read_clips", flaky)
-    with caplog.at_level(logging.WARNING, logger="fastvid.generators"):
+    monkeypatch.setattr(fastvid._frames, "read_clips", flaky)
+    with caplog.at_level(logging.WARNING, logger="fastvid"):
         batches = epoch(g)
     assert [len(y) for _, y in batches] == [3, 3]
     assert g.skipped[victim] == "truncated (simulated)"

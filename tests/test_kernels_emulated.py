@@ -224,7 +224,8 @@ def test_prepare_kernel_matches_float_reference(
         mats = batch_matrices(sources, size, augment, make_rng(3))
     dev = EmulatedDevice(emu_lib, launch)
     got = kernels.prepare_batch(
-        dev, clips, size=size, color=color, rescale=1 / 255, matrices=mats, input_format=fmt
+        dev, clips, height=size[1], width=size[0], color=color, rescale=1 / 255,
+        matrices=mats, input_format=fmt,
     )
     dev.assert_all_written()
     assert dev.launched == ["prepare_i420" if i420 else "prepare_rgb"]  # one launch per batch
@@ -243,7 +244,8 @@ def test_prepare_kernel_rescale_and_identity_map(emu_lib):
     mats = sequence_matrices((37, 23), (37, 23), None, None, 1)
     dev = EmulatedDevice(emu_lib)
     got = kernels.prepare_batch(
-        dev, [clip], size=(37, 23), color="rgb", rescale=1.0, matrices=mats, input_format="rgb"
+        dev, [clip], height=23, width=37, color="rgb", rescale=1.0, matrices=mats,
+        input_format="rgb",
     )
     np.testing.assert_array_equal(got[0], clip.astype(np.float32))
 
@@ -267,7 +269,7 @@ def test_i420_conversion_is_cv2(emu_lib):
     h, w = frame.shape[0] * 2 // 3, frame.shape[1]
     mats = sequence_matrices((w, h), (w, h), None, None, 1)  # identity map
     dev = EmulatedDevice(emu_lib, "exact")
-    kwargs = dict(rescale=1.0, matrices=mats, input_format="yuv420p", size=(w, h))
+    kwargs = dict(rescale=1.0, matrices=mats, input_format="yuv420p", height=h, width=w)
     got = kernels.prepare_batch(dev, [frame[None]], color="rgb", **kwargs)
     np.testing.assert_array_equal(got[0, 0], cv2.cvtColor(frame, cv2.COLOR_YUV2RGB_I420))
     gray = kernels.prepare_batch(dev, [frame[None]], color="gray", **kwargs)
@@ -297,14 +299,16 @@ def test_prepare_matches_cpu_backend(emu_lib, fmt, color, sources, size, augment
     i420 = fmt == "yuv420p"
     clips = [smooth_clip(rng, 3, h, w, i420=i420) for w, h in sources]
     seed = 1234
-    want = ops.prepare(
-        clips, size=size, color=color, augment=augment, seed=seed, input_format=fmt, device="cpu"
+    want = ops.prepare(  # sizes here are (w, h), as the affine maths writes them
+        clips, size=size[::-1], color=color, augment=augment, seed=seed, input_format=fmt,
+        device="cpu",
     )
     # the same draw as fastvid.ops.prepare makes for any backend
     mats = batch_matrices(sources, size, augment, make_rng(seed))
     dev = EmulatedDevice(emu_lib)
     got = kernels.prepare_batch(
-        dev, clips, size=size, color=color, rescale=1 / 255, matrices=mats, input_format=fmt
+        dev, clips, height=size[1], width=size[0], color=color, rescale=1 / 255,
+        matrices=mats, input_format=fmt,
     )
     dev.assert_all_written()
     assert got.shape == want.shape and got.dtype == want.dtype
@@ -346,7 +350,8 @@ def test_gray_and_abs_diff_are_bit_exact(emu_lib, c):
     frames = motion_input(rng, c, np.float32)
     dev = EmulatedDevice(emu_lib)
     got = kernels.motion_batch(
-        dev, frames, ops.METHOD_ABS_DIFF, levels=3, winsize=15, iterations=3, flow="farneback"
+        dev, frames, ops.motion_method(ops.METHOD_ABS_DIFF), levels=3, winsize=15,
+        iterations=3, flow="farneback",
     )
     dev.assert_all_written()
     assert dev.launched == ["rgb_to_gray", "abs_diff"]
@@ -438,7 +443,8 @@ def test_motion_matches_cpu_backend(emu_lib, method, c, dtype):
     frames = u8 if dtype == np.uint8 else (u8 / np.float32(255)).astype(np.float32)
     dev = EmulatedDevice(emu_lib)
     got = kernels.motion_batch(
-        dev, frames, method, levels=2, winsize=9, iterations=2, flow="farneback"
+        dev, frames, ops.motion_method(method), levels=2, winsize=9, iterations=2,
+        flow="farneback",
     )
     dev.assert_all_written()
     want = ops.motion(frames, method, levels=2, winsize=9, iterations=2, device="cpu")
@@ -559,7 +565,7 @@ def test_cuda_backend_prepare_over_stand_in(cuda_backend, fmt):
     clips = [random_clip(rng, 3, h, w, i420=fmt == "yuv420p") for w, h in sources]
     clips[1] = np.asfortranarray(clips[1])  # any strides: copied into pinned memory as is
     mats = batch_matrices(sources, (19, 13), AUGMENT, make_rng(5))
-    kw = dict(size=(19, 13), color="rgb", rescale=1 / 255, matrices=mats, input_format=fmt)
+    kw = dict(height=13, width=19, color="rgb", rescale=1 / 255, matrices=mats, input_format=fmt)
     got = cuda_backend.prepare(clips, **kw)
     dev = cuda_backend.device()
     assert dev.stream.copies == 2 and dev.stream.synchronized == 1
@@ -578,7 +584,8 @@ def test_cuda_backend_motion_over_stand_in(cuda_backend, method, dtype):
     rng = np.random.default_rng(13)
     u8 = rng.integers(1, 256, (N, F1, H, W + 2, 3), dtype=np.uint8)[..., 1:-1, :]  # strided
     frames = u8 if dtype == np.uint8 else (u8 / np.float32(255)).astype(np.float32)
-    got = cuda_backend.motion(frames, method, levels=2, winsize=9, iterations=2, flow="dis")
+    got = cuda_backend.motion(frames, ops.motion_method(method), levels=2, winsize=9,
+                              iterations=2, flow="dis")
     want = ops.motion(frames, method, levels=2, winsize=9, iterations=2, flow="dis", device="cpu")
     assert not np.isnan(got).any()
     scale = 255.0 if dtype == np.uint8 else 1.0

@@ -17,7 +17,7 @@ import pytest
 
 from fastvid.synth import frame_index, frame_indices, make_video
 
-kvg = pytest.importorskip("fastvid.kvg_baseline")
+kvg = pytest.importorskip("fastvid.bench.kvg_baseline")
 
 
 def original_positions(total: int, nb_frames: int) -> list[int]:

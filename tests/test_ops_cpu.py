@@ -59,28 +59,28 @@ def threads(request):
 
 def test_shapes_and_dtypes(threads):
     clips = random_clips(n=3, f=5)
-    out = ops.prepare(clips, size=(20, 16), device="cpu")
+    out = ops.prepare(clips, size=(16, 20), device="cpu")
     assert out.shape == (3, 5, 16, 20, 3) and out.dtype == np.float32
     assert 0.0 <= out.min() and out.max() <= 1.0
-    gray = ops.prepare(clips, size=(21, 15), color="gray", device="cpu")
+    gray = ops.prepare(clips, size=(15, 21), color="gray", device="cpu")
     assert gray.shape == (3, 5, 15, 21, 1) and gray.dtype == np.float32
     # a 5-D array works as N clips; sequences of different sizes too
-    out5 = ops.prepare(np.stack(clips), size=(20, 16), device="cpu")
+    out5 = ops.prepare(np.stack(clips), size=(16, 20), device="cpu")
     np.testing.assert_array_equal(out, out5)
     mixed = [clips[0], random_clips(1, 5, 61, 17)[0]]
-    assert ops.prepare(mixed, size=(9, 7), device="cpu").shape == (2, 5, 7, 9, 3)
+    assert ops.prepare(mixed, size=(7, 9), device="cpu").shape == (2, 5, 7, 9, 3)
 
 
 def test_identity_resize_is_rescale_only(threads):
     clips = random_clips(n=2, f=3, h=24, w=31)
-    out = ops.prepare(clips, size=(31, 24), rescale=0.5, device="cpu")
+    out = ops.prepare(clips, size=(24, 31), rescale=0.5, device="cpu")
     np.testing.assert_array_equal(out, np.stack(clips).astype(np.float32) * np.float32(0.5))
 
 
 def test_plain_resize_equals_cv2_resize(threads):
     clips = random_clips(n=2, f=3)
     for size in [(20, 16), (106, 74), (53, 18)]:
-        out = ops.prepare(clips, size=size, rescale=1.0, device="cpu")
+        out = ops.prepare(clips, size=size[::-1], rescale=1.0, device="cpu")
         for n, clip in enumerate(clips):
             for f, frame in enumerate(clip):
                 want = cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
@@ -89,19 +89,19 @@ def test_plain_resize_equals_cv2_resize(threads):
 
 def test_frames_keep_their_order():
     clip = np.stack([draw_frame(i, 96, 72) for i in (5, 0, 17, 300)])
-    out = ops.prepare([clip], size=(64, 48), device="cpu")
+    out = ops.prepare([clip], size=(48, 64), device="cpu")
     assert [frame_index(fr) for fr in out[0]] == [5, 0, 17, 300]
-    gray = ops.prepare([clip], size=(64, 48), color="gray", device="cpu")
+    gray = ops.prepare([clip], size=(48, 64), color="gray", device="cpu")
     assert [frame_index(fr) for fr in gray[0]] == [5, 0, 17, 300]
     yuv = np.stack([cv2.cvtColor(fr, cv2.COLOR_RGB2YUV_I420) for fr in clip])
     for color in ("rgb", "gray"):
-        out = ops.prepare([yuv], size=(48, 40), color=color, input_format="yuv420p")
+        out = ops.prepare([yuv], size=(40, 48), color=color, input_format="yuv420p")
         assert [frame_index(fr) for fr in out[0]] == [5, 0, 17, 300]
 
 
 def test_augmented_prepare_matches_exact_bilinear_sampling(threads):
     clips = random_clips(n=4, f=2)
-    out = ops.prepare(clips, size=(29, 23), augment=AUG, seed=11, rescale=1.0, device="cpu")
+    out = ops.prepare(clips, size=(23, 29), augment=AUG, seed=11, rescale=1.0, device="cpu")
     ms = sequence_matrices((53, 37), (29, 23), AUG, make_rng(11), 4)
     for n in range(4):
         for f in range(2):
@@ -113,7 +113,7 @@ def test_augmentation_is_per_sequence(threads):
     # every frame of a sequence holds the same picture: the same transform keeps them equal
     pic = smooth_clip(f=1)[0]
     clips = [np.repeat(pic[None], 4, axis=0) for _ in range(5)]
-    out = ops.prepare(clips, size=(40, 30), augment=AUG, seed=2, device="cpu")
+    out = ops.prepare(clips, size=(30, 40), augment=AUG, seed=2, device="cpu")
     for n in range(5):
         for f in range(1, 4):
             np.testing.assert_array_equal(out[n, f], out[n, 0])
@@ -124,8 +124,8 @@ def test_augmentation_is_per_sequence(threads):
 
 def test_flip_mirrors_every_frame():
     clips = random_clips(n=2, f=3)
-    plain = ops.prepare(clips, size=(26, 18), device="cpu")
-    flipped = ops.prepare(clips, size=(26, 18), augment=AugmentParams(flip=1.0), device="cpu")
+    plain = ops.prepare(clips, size=(18, 26), device="cpu")
+    flipped = ops.prepare(clips, size=(18, 26), augment=AugmentParams(flip=1.0), device="cpu")
     assert np.abs(flipped - plain[:, :, :, ::-1]).max() <= 1 / 255 + 1e-6
 
 
@@ -135,7 +135,7 @@ def test_shift_moves_content_of_every_frame():
     shift = 4 / 40
     draws = ops.prepare(
         [clip],
-        size=(40, 30),
+        size=(30, 40),
         augment=AugmentParams(shift=shift),
         seed=0,
         rescale=1.0,
@@ -169,8 +169,8 @@ def test_seed_determinism():
 def test_gray_is_weighted_rgb(threads):
     clips = random_clips(n=2, f=3)
     for aug in (None, AUG):
-        rgb = ops.prepare(clips, size=(30, 20), augment=aug, seed=1, device="cpu")
-        gray = ops.prepare(clips, size=(30, 20), color="gray", augment=aug, seed=1, device="cpu")
+        rgb = ops.prepare(clips, size=(20, 30), augment=aug, seed=1, device="cpu")
+        gray = ops.prepare(clips, size=(20, 30), color="gray", augment=aug, seed=1, device="cpu")
         np.testing.assert_allclose(gray[..., 0], rgb @ GRAY_W, atol=1e-6)
 
 
@@ -203,7 +203,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="I420"):
         ops.prepare(clips, size=(8, 8), input_format="yuv420p", device="cpu")
     with pytest.raises(ValueError, match="size"):
-        ops.prepare(clips, size=(0, 8), device="cpu")
+        ops.prepare(clips, size=(8, 0), device="cpu")
     with pytest.raises(ValueError, match="device"):
         ops.prepare(clips, size=(8, 8), device="tpu")
     with pytest.raises(ValueError, match="at least one"):
@@ -289,7 +289,7 @@ def test_naive_ports_compute_the_same_pictures():
 
     clips = process.make_clips(2, 3, size=(64, 48))
     naive = process.naive_prepare(clips, (32, 24))[..., ::-1]  # it swaps (BGR input)
-    ours = ops.prepare(clips, size=(32, 24), device="cpu")
+    ours = ops.prepare(clips, size=(24, 32), device="cpu")
     np.testing.assert_allclose(naive, ours, atol=1e-6)
     absdiff = process.naive_motion(ours, ops.METHOD_ABS_DIFF)
     np.testing.assert_allclose(absdiff, ops.motion(ours, ops.METHOD_ABS_DIFF, device="cpu"),
@@ -300,21 +300,21 @@ def test_pool_survives_fork_and_nesting():
     import multiprocessing as mp
 
     clips = random_clips(n=2, f=3)
-    want = ops.prepare(clips, size=(12, 10), device="cpu")  # the parent's pool is running
+    want = ops.prepare(clips, size=(10, 12), device="cpu")  # the parent's pool is running
     ctx = mp.get_context("fork")
     with ctx.Pool(1) as pool:
         got = pool.apply_async(_prepare_in_child, (clips,)).get(timeout=60)
     np.testing.assert_array_equal(got, want)
     # a task on the pool that calls the ops again runs inline instead of deadlocking
     out = []
-    cpu.run_tasks(lambda k: out.append(ops.prepare(clips, size=(12, 10), device="cpu")),
+    cpu.run_tasks(lambda k: out.append(ops.prepare(clips, size=(10, 12), device="cpu")),
                   [(0,), (1,)], threads=2)
     for o in out:
         np.testing.assert_array_equal(o, want)
 
 
 def _prepare_in_child(clips):
-    return ops.prepare(clips, size=(12, 10), device="cpu")
+    return ops.prepare(clips, size=(10, 12), device="cpu")
 
 
 def test_run_tasks_runs_every_task_once_across_threads_and_reraises():

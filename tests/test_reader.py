@@ -195,12 +195,12 @@ def test_random_indices_return_exactly_those_frames(videos, name, threads, data)
     reader = shared_reader(path, threads)
     n = len(reader)
     indices = data.draw(st.lists(st.integers(-n, n - 1), min_size=1, max_size=12), "indices")
-    size = data.draw(st.sampled_from([None, (32, 24), (80, 60)]), "size")
+    size = data.draw(st.sampled_from([None, (24, 32), (60, 80)]), "size")
     color = data.draw(st.sampled_from(["rgb", "bgr", "gray"]), "color")
     reader.stats.reset()
     out = reader.get_frames(indices, size=size, color=color)
     normalized = [i % n for i in indices]
-    w, h = size or (64, 48)
+    h, w = size or (48, 64)
     assert out.shape == (len(indices), h, w, 1 if color == "gray" else 3) and out.dtype == np.uint8
     assert frame_indices(out) == [offset + i for i in normalized]
     assert reader.last_indices == normalized
@@ -288,7 +288,7 @@ def test_out_of_range_and_bad_arguments(videos):
         with pytest.raises(ValueError, match="size"):
             reader.get_frames([0], size=(0, 10))
         with pytest.raises(ValueError, match="even"):
-            reader.get_frames([0], size=(33, 24), color="yuv420p")
+            reader.get_frames([0], size=(24, 33), color="yuv420p")
     with pytest.raises(ValueError, match="closed"):
         reader.get_frames([0])
     reader.close()  # idempotent
@@ -313,13 +313,13 @@ def test_colors_and_size_order(videos):
         assert yuv.shape == (2, 72, 64)
         back = np.stack([cv2.cvtColor(f, cv2.COLOR_YUV2RGB_I420) for f in yuv])
         assert np.abs(back.astype(int) - rgb).mean() < 4
-        small = reader.get_frames([7, 30], size=(40, 20))  # (width, height)
+        small = reader.get_frames([7, 30], size=(20, 40))  # (height, width)
         assert small.shape == (2, 20, 40, 3)
         assert frame_indices(small) == [7, 30]
-        yuv_small = reader.get_frames([30], size=(32, 24), color="yuv420p")
+        yuv_small = reader.get_frames([30], size=(24, 32), color="yuv420p")
         assert yuv_small.shape == (1, 36, 32)
         assert frame_index(cv2.cvtColor(yuv_small[0], cv2.COLOR_YUV2RGB_I420)) == 30
-        big = reader.get_frames([30], size=(128, 96), color="gray")
+        big = reader.get_frames([30], size=(96, 128), color="gray")
         assert big.shape == (1, 96, 128, 1) and frame_index(big[0]) == 30
 
 
@@ -678,7 +678,7 @@ def test_read_clips_order_and_errors(videos, tmp_path):
         (str(videos["gop250_mp4"][0]), [299, 150]),
     ]
     for workers in (None, 1, 3):
-        clips = read_clips(reqs, size=(32, 24), workers=workers)
+        clips = read_clips(reqs, size=(24, 32), workers=workers)
         assert [frame_indices(c) for c in clips] == [[5, 1], [59, 0, 30], [12], [299, 150]]
         assert all(c.shape[1:] == (24, 32, 3) for c in clips)
     gray = read_clips(reqs[:2], color="gray")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -79,7 +80,7 @@ def check_examples(examples, truth, *, frames=FRAMES, size=None, channels=3) -> 
     """Counts, labels, class names and (via the pixels) which frames every example holds."""
     paths = [meta["path"] for _, _, meta in examples]
     assert Counter(paths) == Counter(list(truth)), "every video exactly once"
-    width, height = size or (64, 48)
+    height, width = size or (48, 64)
     for pixels, label, meta in examples:
         path = meta["path"]
         cls = Path(path).parent.name
@@ -99,10 +100,10 @@ def check_examples(examples, truth, *, frames=FRAMES, size=None, channels=3) -> 
 ROUND_TRIPS = [
     # encoding, compression, flow, gray, size
     ("raw", "none", False, False, None),
-    ("raw", "gzip", True, False, (96, 72)),
+    ("raw", "gzip", True, False, (72, 96)),
     ("png", "gzip", False, True, None),
     ("png", "none", True, True, None),
-    ("jpeg", "none", False, False, (40, 30)),
+    ("jpeg", "none", False, False, (30, 40)),
     ("jpeg", "gzip", True, False, None),
 ]
 
@@ -130,7 +131,7 @@ def test_round_trip(dataset_dir, truth, out_root, encoding, compression, flow, g
         else:
             np.testing.assert_allclose(pixels[..., :channels], ref, rtol=0, atol=1e-6)
     if flow:
-        check_flow(examples, channels, size or (64, 48))
+        check_flow(examples, channels, size or (48, 64))
         # flow=False reads the same records without the flow channels
         plain = tfrecord.dataset(dest, batch_size=2, shuffle=False, flow=False).take(1)
         assert next(iter(plain))[0].shape[-1] == channels
@@ -138,7 +139,7 @@ def test_round_trip(dataset_dir, truth, out_root, encoding, compression, flow, g
 
 def check_flow(examples, channels: int, size: tuple[int, int]) -> None:
     """On the moving square, the flow channels say how it moves: right, left or down."""
-    sx, sy = size[0] / 64, size[1] / 48  # synth.MOTIONS are px/frame at 64x48
+    sx, sy = size[1] / 64, size[0] / 48  # synth.MOTIONS are px/frame at 64x48 (h, w)
     expected = {"right": (2 * sx, 0), "left": (-2 * sx, 0), "down": (0, 1 * sy)}
     for pixels, _, meta in examples:
         bottom = pixels[:, pixels.shape[1] // 2 :]
@@ -173,7 +174,7 @@ def test_all_frames(dataset_dir, truth, out_root):
 
 def test_distribute_strategy(dataset_dir, out_root):
     dest = converted(dataset_dir, out_root, encoding="jpeg", compression="none", flow=False,
-                     gray=False, size=(40, 30))
+                     gray=False, size=(30, 40))
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     dist = strategy.distribute_datasets_from_function(
         lambda ctx: tfrecord.dataset(dest, batch_size=6, input_context=ctx, seed=1))
@@ -203,7 +204,7 @@ def seed_style_read(files, num_frames, height, width, depth, jpeg):
 @pytest.mark.parametrize("flow", [False, True])
 def test_video2tfrecord_layout(dataset_dir, truth, out_root, flow):
     dest = converted(dataset_dir, out_root, layout="video2tfrecord", flow=flow,
-                     compression="none", size=(48, 32))
+                     compression="none", size=(32, 48))
     spec = tfrecord.inspect(dest)
     assert spec.layout == "video2tfrecord"
     assert spec.encoding == ("raw" if flow else "jpeg")
@@ -213,10 +214,10 @@ def test_video2tfrecord_layout(dataset_dir, truth, out_root, flow):
     assert len(videos) == 18
     # our reader reads the same files, labels and all
     examples = read_all(dest)
-    check_examples(examples, truth, size=(48, 32))
+    check_examples(examples, truth, size=(32, 48))
     assert {e[0].shape[-1] for e in examples} == {depth}
     for pixels, _, meta in examples:  # colours right (RGB, not BGR), to JPEG precision
-        ref = decoder_frames(meta["path"], meta["frame_indices"], (48, 32), "rgb") / 255
+        ref = decoder_frames(meta["path"], meta["frame_indices"], (32, 48), "rgb") / 255
         assert np.abs(pixels[..., :3] - ref).mean() < 6 / 255, meta["path"]
     if flow:
         # the 4th channel (flow picture) is bright where the square moves, dark elsewhere
@@ -411,7 +412,7 @@ def test_model_fit(dataset_dir, out_root):
     import keras
 
     dest = converted(dataset_dir, out_root, encoding="jpeg", compression="none", flow=False,
-                     gray=False, size=(40, 30))
+                     gray=False, size=(30, 40))
     ds = tfrecord.dataset(dest, batch_size=4, seed=0)
     assert tuple(ds.element_spec[0].shape) == (None, FRAMES, 30, 40, 3)  # static: resized
     frames, labels = next(iter(ds))
@@ -426,3 +427,84 @@ def test_model_fit(dataset_dir, out_root):
     history = model.fit(ds, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2
     assert all(np.isfinite(history.history["loss"]))
+
+
+def _broken(path: Path, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(np.random.default_rng(seed).bytes(4000))
+    return path
+
+
+def test_a_record_whose_videos_all_fail_leaves_no_file_and_a_rerun_still_fails(
+        dataset_dir, tmp_path, capsys):
+    src = tmp_path / "src"
+    for k in range(3):
+        _broken(src / "right" / f"broken_{k}.avi", seed=k)
+    dest = tmp_path / "out"
+    argv = [str(src), str(dest), "--frames", "4", "--videos-per-record", "2", "--no-progress"]
+    assert tfrecord.cli_main(argv) == 1
+    capsys.readouterr()
+    assert not list(dest.glob("*.tfrecord*")), "no empty record file"
+    manifest = json.loads(next(dest.glob("*.manifest.json")).read_text())
+    assert [r["examples"] for r in manifest["records"].values()] == [0, 0]
+    with pytest.raises(FileNotFoundError, match="no TFRecord file"):
+        tfrecord.list_record_files(dest)
+
+    # a rerun retries the failed videos, and reports them again while they fail
+    assert tfrecord.cli_main(argv) == 1
+    out = capsys.readouterr().out
+    assert out.count("failed: ") == 3 and "broken_0.avi" in out, out
+    assert not list(dest.glob("*.tfrecord*"))
+
+
+def test_a_rerun_retries_failed_videos_and_reading_skips_empty_records(dataset_dir, tmp_path,
+                                                                       capsys):
+    src = tmp_path / "src"
+    good = sorted((dataset_dir / "right").glob("*.avi"))[:3]
+    for path in good:
+        (src / "right").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, src / "right" / path.name)
+    # sorted after the good ones: the 2nd record (videos 2, 3) half fails, the 3rd wholly
+    late = [_broken(src / "right" / f"zz_late_{k}.avi", seed=k) for k in range(2)]
+    dest = tmp_path / "out"
+    argv = [str(src), str(dest), "--frames", "4", "--videos-per-record", "2", "--no-progress",
+            "--encoding", "raw"]
+    assert tfrecord.cli_main(argv) == 1
+    names = sorted(p.name for p in dest.glob("*.tfrecord"))
+    assert len(names) == 2 and all(p.stat().st_size > 0 for p in dest.glob("*.tfrecord"))
+    assert sorted(m["path"] for _, _, m in read_all(dest)) == sorted(
+        str(src / "right" / p.name) for p in good)
+    capsys.readouterr()
+
+    # --no-retry-failed keeps the records and still says which videos failed: exit 1
+    assert tfrecord.cli_main([*argv, "--no-retry-failed"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("failed (earlier run): ") == 2, out
+    assert "0 videos converted" in out
+
+    # the late videos arrive whole (same paths): a plain rerun retries and takes them in
+    for k, path in enumerate(late):
+        shutil.copy(good[k], path)
+    assert tfrecord.cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert ", 0 failed in" in out and "failed: " not in out and "failed (" not in out, out
+    paths = sorted(m["path"] for _, _, m in read_all(dest))
+    assert paths == sorted(str(p) for p in (src / "right").glob("*.avi")) and len(paths) == 5
+    summary = tfrecord.convert(src, dest, frames=4, videos_per_record=2, encoding="raw",
+                               progress=False)
+    assert summary.ok and summary.records_skipped == 3 and summary.converted == 0
+
+
+def test_recursive_glob_of_record_files(dataset_dir, out_root, tmp_path):
+    src = converted(dataset_dir, out_root, encoding="jpeg", compression="none", flow=False,
+                    gray=False, size=(40, 30))
+    nested = tmp_path / "records" / "train" / "part0"
+    shutil.copytree(src, nested)
+    pattern = f"{tmp_path}/records/**/*.tfrecord*"
+    files = tfrecord.list_record_files(pattern)
+    assert len(files) == len(tfrecord.list_record_files(src)) and all(
+        f.startswith(str(nested)) for f in files)
+    assert len(read_all(pattern)) == 18
+    # a folder is still its own *.tfrecord* files only, not its sub-folders'
+    with pytest.raises(FileNotFoundError):
+        tfrecord.list_record_files(tmp_path / "records")

@@ -25,6 +25,7 @@ SUITES: dict[str, str] = {
     "process": "fastvid.bench.process",
     "keras": "fastvid.bench.loaders",
     "tfrecord": "fastvid.bench.tfrecord",
+    "service": "fastvid.bench.service",
 }
 
 VIDEO_EXTENSIONS = {".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".ogv", ".mpg", ".mpeg",

@@ -2,7 +2,7 @@
 
 The ``keras`` suite of ``fastvid bench``.
 keras-video-generators itself no longer imports on NumPy 2 / Keras 3, so its
-algorithm runs as the port in :mod:`fastvid.kvg_baseline` (OpenCV sequential
+algorithm runs as the port in :mod:`fastvid.bench.kvg_baseline` (OpenCV sequential
 read of every frame, per-frame resize/convert/rescale). Both loaders read the
 same files with the same sample shape (default 16 frames at 112x112) and are
 timed over whole epochs (``gen[i]`` for every batch, then ``on_epoch_end``).
@@ -124,7 +124,7 @@ def make_fastvid(pattern: str, args: Any, *, batch_size: int, cache: bool = Fals
 
 def make_kvg(pattern: str, args: Any, *, batch_size: int, cache: bool = False) -> Any:
     """keras-video-generators' ``VideoFrameGenerator`` (the port) for the same shape."""
-    from fastvid.kvg_baseline import KvgVideoFrameGenerator
+    from fastvid.bench.kvg_baseline import KvgVideoFrameGenerator
 
     return KvgVideoFrameGenerator(
         glob_pattern=pattern, nb_frames=args.keras_frames,

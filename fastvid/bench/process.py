@@ -115,8 +115,8 @@ def keras_augmenter() -> Any:
 
         try:  # Keras 2 (what keras-video-generators used)
             from keras.preprocessing.image import ImageDataGenerator  # noqa: PLC0415
-        except ImportError:  # Keras 3 keeps it as legacy
-            from keras.src.legacy.preprocessing.image import (  # noqa: PLC0415
+        except ImportError:  # Keras 3 has it only through TensorFlow's public tf.keras
+            from tensorflow.keras.preprocessing.image import (  # noqa: PLC0415
                 ImageDataGenerator,
             )
     except Exception as exc:  # Keras/TensorFlow/SciPy missing or broken

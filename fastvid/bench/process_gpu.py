@@ -20,13 +20,9 @@ METHOD = "fastvid cuda"
 
 def gpu_unavailable() -> str | None:
     """None when the CUDA backend can run, else why not (CuPy or a device missing)."""
-    from fastvid.ops.device import DeviceUnavailableError, resolve_device  # noqa: PLC0415
+    from fastvid.ops.device import cuda_unavailable  # noqa: PLC0415
 
-    try:
-        resolve_device("cuda")
-    except DeviceUnavailableError as exc:
-        return str(exc)
-    return None
+    return cuda_unavailable()
 
 
 def gpu_results(

@@ -37,20 +37,12 @@ import cv2
 import numpy as np
 
 from fastvid import _runtime
-from fastvid.bridge import empty_aligned
-from fastvid.ops import (
-    METHOD_ABS_DIFF,
-    METHOD_DIFF_MASK,
-    METHOD_FLOW_RAW,
-    METHOD_OPTICAL_FLOW,
-)
+from fastvid._arrays import empty_aligned
 from fastvid.ops import flow as flowmod
+from fastvid.ops._methods import BLUR_KSIZE, GRAY_WEIGHTS, MotionMethod
 from fastvid.ops.affine import is_plain_resize
 
 log = logging.getLogger(__name__)
-
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)
-BLUR_KSIZE = 15  # keras-video-generators' GaussianBlur((15, 15), 0): sigma 2.6, reflect-101
 
 _num_threads: int | None = None  # set_num_threads; None: the process default
 _POOL = "ops"
@@ -68,28 +60,9 @@ def set_num_threads(n: int | None) -> None:
     _runtime.shutdown_pools(_POOL)
 
 
-def _on_pool_thread() -> bool:
-    return threading.current_thread().name.startswith(f"fastvid-{_POOL}")
-
-
 def run_tasks(fn: Callable[..., Any], tasks: Iterable[tuple], threads: int | None = None) -> None:
-    """Run ``fn(*task)`` for every task, on the shared pool unless one thread is asked for."""
-    tasks = list(tasks)
-    n = default_threads() if threads is None else threads
-    # inline when already on a pool thread: waiting there for the pool could deadlock
-    if n <= 1 or len(tasks) <= 1 or _on_pool_thread():
-        for t in tasks:
-            fn(*t)
-        return
-    # One job per thread, each running an interleaved share of the tasks: per-task jobs
-    # cost more in hand-offs than cheap tasks (an absdiff at 112x112) take to run.
-    def run_share(share: list[tuple]) -> None:
-        for t in share:
-            fn(*t)
-
-    # list() re-raises the first worker exception here, in the caller
-    shares = [tasks[k::n] for k in range(min(n, len(tasks)))]
-    list(_runtime.pool(_POOL, n).map(run_share, shares))
+    """Run ``fn(*task)`` for every task on the backend's pool (see :func:`_runtime.run_tasks`)."""
+    _runtime.run_tasks(fn, tasks, default_threads() if threads is None else threads, _POOL)
 
 
 def _chunks(num_seq: int, num_frames: int, threads: int) -> list[tuple[int, int, int]]:
@@ -123,14 +96,14 @@ _Y_TO_GRAY = np.clip(np.round((np.arange(256) - 16) * (255.0 / 219.0)), 0, 255).
 def prepare(
     clips: Sequence[np.ndarray],
     *,
-    size: tuple[int, int],
+    height: int,
+    width: int,
     color: str,
     rescale: float,
     matrices: np.ndarray,
     input_format: str,
 ) -> np.ndarray:
     """Backend entry of :func:`fastvid.ops.prepare` (arguments already validated)."""
-    width, height = size
     num_frames = clips[0].shape[0]
     channels = 3 if color == "rgb" else 1
     # aligned, so that to_backend(..., zero_copy=True) hands it to TensorFlow without a copy
@@ -145,6 +118,13 @@ def prepare(
         w = clip.shape[2]
         h = clip.shape[1] * 2 // 3 if yuv else clip.shape[1]
         plain.append(is_plain_resize(m, (w, h), (width, height)))
+    if color == "rgb" and not yuv and all(plain):
+        if all(c.shape[1:3] == (height, width) for c in clips):
+            # frames already at the output size (decoded or cached so): resampling would only
+            # copy them; one vectorised multiply gives the same numbers without a thread
+            # hand-off per frame (what makes cached epochs fast)
+            np.multiply(np.stack(clips), scale, out=out)
+            return out
 
     def task(n: int, f0: int, f1: int) -> None:
         clip, m = clips[n], matrices[n]
@@ -230,7 +210,7 @@ def _spread(single: np.ndarray, channels: int, dst: np.ndarray) -> None:
 
 def motion(
     frames: np.ndarray,
-    method: int | str,
+    method: MotionMethod,
     *,
     levels: int,
     winsize: int,
@@ -253,62 +233,95 @@ def motion(
 
     Flow runs on ``round(255 * gray)`` as uint8. Work is spread over frame pairs.
     """
-    n, f1, h, w, c = frames.shape
-    f = f1 - 1
     is_u8 = frames.dtype == np.uint8
     unit = np.float32(255.0) if is_u8 else np.float32(1.0)
     threads = default_threads()
     gray = to_gray(frames, threads)  # (N, F+1, H, W) float32, input units
-    pairs = [(i, j) for i in range(n) for j in range(f)]
-
-    def mean_of(i: int, j: int) -> np.ndarray:
-        """(a + b) / 2 in the input's units, float32."""
-        return cv2.addWeighted(frames[i, j], 0.5, frames[i, j + 1], 0.5, 0.0, dtype=cv2.CV_32F)
-
-    if method in (METHOD_ABS_DIFF, METHOD_DIFF_MASK):
-        out = empty_aligned((n, f, h, w, c), np.float32)
-
-        def diff_task(i: int, j: int) -> None:
-            d = cv2.absdiff(gray[i, j + 1], gray[i, j])
-            if method == METHOD_ABS_DIFF:
-                _spread(d, c, out[i, j])
-                return
-            mask = blur(d)
-            if c == 3:
-                mask = cv2.cvtColor(mask, cv2.COLOR_GRAY2RGB)
-            else:
-                mask = mask[..., None]
-            # (a + b) / 2 in [0, 1] units times the mask, back in the input's units
-            cv2.multiply(mean_of(i, j), mask, dst=out[i, j], scale=1.0 / float(unit))
-
-        run_tasks(diff_task, pairs, threads)
-        return out
-
-    g8 = gray_u8(gray / unit if is_u8 else gray)
+    if method.source == "diff":
+        return _diff_motion(frames, gray, method, unit, threads)
     flows = flowmod.compute_flows(
-        g8,
-        algorithm=flow,
-        levels=levels,
-        winsize=winsize,
-        iterations=iterations,
-        use_cuda=use_cuda_flow,
-        threads=threads,
+        gray_u8(gray / unit if is_u8 else gray), algorithm=flow, levels=levels,
+        winsize=winsize, iterations=iterations, use_cuda=use_cuda_flow, threads=threads,
     )
-    if method == METHOD_FLOW_RAW:
+    if method.source == "flow_raw":
         return flows
-    out = empty_aligned((n, f, h, w, c), np.float32)
+    return _flow_motion(frames, flows, method, unit, threads)
 
-    def flow_task(i: int, j: int) -> None:
+
+def _mean_of(frames: np.ndarray, i: int, j: int) -> np.ndarray:
+    """(a + b) / 2 of frames j and j + 1 of sequence i, in the input's units, float32."""
+    return cv2.addWeighted(frames[i, j], 0.5, frames[i, j + 1], 0.5, 0.0, dtype=cv2.CV_32F)
+
+
+def _diff_motion(
+    frames: np.ndarray, gray: np.ndarray, method: MotionMethod, unit: np.float32, threads: int
+) -> np.ndarray:
+    n, f1, h, w, c = frames.shape
+    out = empty_aligned((n, f1 - 1, h, w, c), np.float32)
+
+    def task(i: int, j: int) -> None:
+        d = cv2.absdiff(gray[i, j + 1], gray[i, j])
+        if not method.masked:
+            _spread(d, c, out[i, j])
+            return
+        mask = blur(d)
+        mask = cv2.cvtColor(mask, cv2.COLOR_GRAY2RGB) if c == 3 else mask[..., None]
+        # (a + b) / 2 in [0, 1] units times the mask, back in the input's units
+        cv2.multiply(_mean_of(frames, i, j), mask, dst=out[i, j], scale=1.0 / float(unit))
+
+    run_tasks(task, [(i, j) for i in range(n) for j in range(f1 - 1)], threads)
+    return out
+
+
+def _flow_motion(
+    frames: np.ndarray, flows: np.ndarray, method: MotionMethod, unit: np.float32, threads: int
+) -> np.ndarray:
+    n, f1, h, w, c = frames.shape
+    out = empty_aligned((n, f1 - 1, h, w, c), np.float32)
+
+    def task(i: int, j: int) -> None:
         rgb = flowmod.render_flow(flows[i, j])  # (H, W, 3) in [0, 1]
         if c == 1:
             rgb = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None]
-        if method == METHOD_OPTICAL_FLOW:
+        if not method.masked:
             np.multiply(rgb, unit, out=out[i, j])
             return
         mask = blur(rgb)
         if mask.ndim == 2:  # cv2 drops a single channel
             mask = mask[..., None]
-        cv2.multiply(mean_of(i, j), mask, dst=out[i, j])
+        cv2.multiply(_mean_of(frames, i, j), mask, dst=out[i, j])
 
-    run_tasks(flow_task, pairs, threads)
+    run_tasks(task, [(i, j) for i in range(n) for j in range(f1 - 1)], threads)
     return out
+
+
+class CpuBackend:
+    """The CPU :class:`fastvid.ops._backend.ComputeBackend`: this module's functions."""
+
+    name = "cpu"
+
+    def input_format(self, height: int, width: int) -> str:
+        return "rgb"  # the decoder's own converter is the fastest route to RGB on a CPU
+
+    def prepare(self, clips: Sequence[Any], **kwargs: Any) -> np.ndarray:
+        return prepare(clips, **kwargs)
+
+    def motion(self, frames: Any, method: MotionMethod, **kwargs: Any) -> np.ndarray:
+        return motion(frames, method, **kwargs)
+
+    def scale(self, x: np.ndarray, factor: float) -> np.ndarray:
+        if abs(factor - 1.0) > 1e-12:
+            x *= np.float32(factor)
+        return x
+
+    def to_host(self, x: Any) -> np.ndarray:
+        return np.asarray(x)
+
+    def owns(self, x: Any) -> bool:
+        return isinstance(x, np.ndarray)
+
+    def hand_off(self, x: Any) -> Any:
+        return x  # every Keras backend takes NumPy batches
+
+
+BACKEND = CpuBackend()

@@ -33,10 +33,11 @@ import cupy
 import numpy as np
 
 from fastvid.ops import kernels
+from fastvid.ops._methods import METHOD_ABS_DIFF, METHOD_DIFF_MASK, MotionMethod
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CupyDevice", "benchmark", "device", "motion", "prepare"]
+__all__ = ["BACKEND", "CupyDevice", "benchmark", "device", "motion", "prepare"]
 
 
 @cache
@@ -126,7 +127,8 @@ def device() -> CupyDevice:
 def prepare(
     clips: Sequence[Any],
     *,
-    size: tuple[int, int],
+    height: int,
+    width: int,
     color: str,
     rescale: float,
     matrices: np.ndarray,
@@ -145,7 +147,8 @@ def prepare(
             return kernels.prepare_batch(
                 dev,
                 clips,
-                size=size,
+                height=height,
+                width=width,
                 color=color,
                 rescale=rescale,
                 matrices=matrices,
@@ -157,7 +160,7 @@ def prepare(
 
 def motion(
     frames: Any,
-    method: int | str,
+    method: MotionMethod,
     *,
     levels: int,
     winsize: int,
@@ -220,7 +223,7 @@ def benchmark(
     (abs diff, diff mask, on a prepared device batch). Farneback's cost is the CPU's
     unless OpenCV has CUDA, so it is measured by the CPU suite.
     """
-    from fastvid.ops import METHOD_ABS_DIFF, METHOD_DIFF_MASK, AugmentParams  # noqa: PLC0415
+    from fastvid.ops import AugmentParams  # noqa: PLC0415
     from fastvid.ops import motion as ops_motion  # noqa: PLC0415
     from fastvid.ops import prepare as ops_prepare  # noqa: PLC0415
 
@@ -269,3 +272,40 @@ def _row(op: str, size: tuple[int, int], fmt: str, times: list[float], n: int) -
         "frames": n,
         "frames_per_s": n / median,
     }
+
+
+class CudaBackend:
+    """The CUDA :class:`fastvid.ops._backend.ComputeBackend`: CuPy and ``cuda_kernels/``."""
+
+    name = "cuda"
+
+    def input_format(self, height: int, width: int) -> str:
+        # I420 planes are half the bytes of RGB to upload; the kernel converts them
+        return "yuv420p" if height % 2 == 0 and width % 2 == 0 else "rgb"
+
+    def prepare(self, clips: Sequence[Any], **kwargs: Any) -> cupy.ndarray:
+        return prepare(clips, **kwargs)
+
+    def motion(self, frames: Any, method: MotionMethod, **kwargs: Any) -> cupy.ndarray:
+        return motion(frames, method, **kwargs)
+
+    def scale(self, x: Any, factor: float) -> Any:
+        if abs(factor - 1.0) > 1e-12:
+            with device().stream:
+                x *= np.float32(factor)
+            device().finish()
+        return x
+
+    def to_host(self, x: Any) -> np.ndarray:
+        return device().to_host(x) if isinstance(x, cupy.ndarray) else np.asarray(x)
+
+    def owns(self, x: Any) -> bool:
+        return isinstance(x, cupy.ndarray)
+
+    def hand_off(self, x: Any) -> Any:
+        from fastvid.bridge import to_backend  # noqa: PLC0415
+
+        return to_backend(x)
+
+
+BACKEND = CudaBackend()

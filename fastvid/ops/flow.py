@@ -28,7 +28,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from fastvid.bridge import empty_aligned
+from fastvid import _runtime
+from fastvid._arrays import empty_aligned
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +128,8 @@ def compute_flows(
         algorithm: ``"farneback"`` or ``"dis"`` (``cv2.DISOpticalFlow``, medium preset).
         levels, winsize, iterations: Farneback parameters.
         use_cuda: try ``cv2.cuda`` Farneback first (falls back to the CPU, logged once).
-        threads: CPU threads (default: the CPU backend's).
+        threads: CPU threads (default: ``FASTVID_THREADS`` or the cores).
     """
-    from fastvid.ops.cpu import default_threads, run_tasks  # noqa: PLC0415 (import cycle)
-
     if gray.dtype != np.uint8 or gray.ndim != 4:
         raise ValueError(
             f"flow needs uint8 (N, F+1, H, W) gray frames, got {gray.dtype} {gray.shape}"
@@ -155,7 +154,7 @@ def compute_flows(
         )
 
     pairs = [(i, j) for i in range(n) for j in range(f1 - 1)]
-    run_tasks(task, pairs, default_threads() if threads is None else threads)
+    _runtime.run_tasks(task, pairs, _runtime.default_threads() if threads is None else threads)
     return out
 
 

@@ -27,6 +27,8 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from fastvid.ops._methods import BLUR_KSIZE, MotionMethod
+
 KERNEL_FILES = ("prepare.cu", "motion.cu")
 ENV_VAR = "FASTVID_CUDA_KERNELS"
 
@@ -34,11 +36,6 @@ ENV_VAR = "FASTVID_CUDA_KERNELS"
 NVRTC_OPTIONS = ("--std=c++14",)
 BLOCK = 256  # threads per block
 MAX_BLOCKS = 65535  # the kernels are grid-stride loops: any grid covers any size
-BLUR_KSIZE = 15  # keras-video-generators' GaussianBlur((15, 15), 0)
-
-# fastvid.ops method constants (same values; not imported, to keep this module a leaf)
-METHOD_OPTICAL_FLOW, METHOD_FLOW_MASK, METHOD_DIFF_MASK, METHOD_ABS_DIFF = 1, 2, 3, 4
-METHOD_FLOW_RAW = "flow_raw"
 
 # C parameter types of the kernels -> NumPy dtypes (scalars, and pointer targets)
 _C_TYPES = {
@@ -203,7 +200,8 @@ def prepare_batch(
     dev: Device,
     clips: Sequence[Any],
     *,
-    size: tuple[int, int],
+    height: int,
+    width: int,
     color: str,
     rescale: float,
     matrices: np.ndarray,
@@ -211,7 +209,6 @@ def prepare_batch(
 ) -> Any:
     """The GPU ``prepare`` (backend interface of :mod:`fastvid.ops`): one upload of all
     clips' bytes, one launch. Returns a device array ``(N, F, H, W, C)`` float32."""
-    width, height = size
     channels = 3 if color == "rgb" else 1
     num_frames = int(clips[0].shape[0])
     offsets, sizes, nbytes = clip_layout(clips, input_format)
@@ -247,7 +244,7 @@ def _blur(dev: Device, img: Any, planes: int, h: int, w: int, c: int) -> Any:
 def motion_batch(
     dev: Device,
     frames: Any,
-    method: int | str,
+    method: MotionMethod,
     *,
     levels: int,
     winsize: int,
@@ -271,12 +268,12 @@ def motion_batch(
     gray = dev.empty((n, f1, h, w), np.float32)
     dev.launch("rgb_to_gray", gray.size, [frames, gray.size, c, gray])
 
-    if method == METHOD_ABS_DIFF:
+    if method.source == "diff" and not method.masked:
         out = dev.empty((n, f, h, w, c), np.float32)
         dev.launch("abs_diff", out.size, [gray, n, f, hw, c, out])
         return out
 
-    if method == METHOD_DIFF_MASK:
+    if method.source == "diff":
         diff = dev.empty((n, f, h, w), np.float32)
         dev.launch("abs_diff", diff.size, [gray, n, f, hw, 1, diff])
         mask = _blur(dev, diff, n * f, h, w, 1)
@@ -296,7 +293,7 @@ def motion_batch(
         use_cuda=dev.use_cuda_flow,
     )
     flows = dev.to_device(flows_host)
-    if method == METHOD_FLOW_RAW:
+    if method.source == "flow_raw":
         return flows
 
     nf = n * f
@@ -308,13 +305,13 @@ def motion_batch(
     inv = xp.where(flat, 1.0 / xp.where(flat, span, 1.0), 0.0).astype(np.float32)
     lo = xp.ascontiguousarray(lo)
     rendered = dev.empty((n, f, h, w, c), np.float32)
-    render_unit = unit32 if method == METHOD_OPTICAL_FLOW else np.float32(1.0)
+    render_unit = np.float32(1.0) if method.masked else unit32
     dev.launch(
         "flow_to_rgb", rendered.size, [flows, mag, lo, inv, nf, hw, c, render_unit, rendered]
     )
-    if method == METHOD_OPTICAL_FLOW:
+    if not method.masked:
         return rendered
-    # METHOD_FLOW_MASK: (a + b) / 2 times the blurred rendering
+    # a masked flow: (a + b) / 2 times the blurred rendering
     mask = _blur(dev, rendered, nf, h, w, c)
     out = dev.empty((n, f, h, w, c), np.float32)
     dev.launch("blend_mask", out.size, [frames, mask, n, f, hw, c, c, np.float32(0.5), out])

@@ -4,7 +4,11 @@
   TFRecord files, one ``tf.train.Example`` per video (layout in
   :mod:`fastvid.tfrecord.layout`).
 * :func:`dataset`: the records -> ``tf.data.Dataset`` of ``(frames, one-hot label)``
-  built from TensorFlow ops only (runs under ``tf.distribute`` and the tf.data service).
+  built from TensorFlow ops only (runs under ``tf.distribute``); with
+  ``service="grpc://host:port"`` the parsing and decoding run on tf.data service
+  workers, and each epoch is checked against the records' manifests.
+* :mod:`fastvid.tfrecord.service` / ``fastvid service dispatcher|worker``: the tf.data
+  service processes to run on each machine.
 * :func:`convert_videos_to_tfrecord`: video2tfrecord's function, same arguments.
 
 Importing this package does not import TensorFlow; the functions do when called.

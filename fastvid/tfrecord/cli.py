@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from fastvid.cli import parse_size
+from fastvid._checks import cli_size
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fastvid convert",
         description="Convert videos to TFRecord files, one example per video "
         "(frames, label, class name, source path, frame indices, fps, size). "
-        "Restarting with the same arguments resumes: finished record files are skipped.",
+        "Restarting with the same arguments resumes: finished record files are skipped, "
+        "and those holding videos that failed are written again to retry them. "
+        "Exit code 0 when every video is in, 1 while some video is listed as failed "
+        "(in this run or, with --no-retry-failed, an earlier one), 2 on bad arguments.",
     )
     p.add_argument("src", metavar="SRC",
                    help="folder (one sub-folder per class), glob with {classname} "
@@ -40,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", metavar="DEST", help="output folder")
     p.add_argument("--frames", type=_frames, default=16,
                    help="frames per video, spread uniformly, or 'all' (default 16)")
-    p.add_argument("--size", type=parse_size, default=None,
+    p.add_argument("--size", type=cli_size, default=None,
                    help="stored frame size WIDTHxHEIGHT (default: each video's own)")
     p.add_argument("--gray", action="store_true", help="store one grey channel")
     p.add_argument("--flow", action="store_true",
@@ -65,12 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write video2tfrecord's features (blob/<i>, height, width, depth)")
     p.add_argument("--overwrite", action="store_true",
                    help="rewrite finished records, even if made with other arguments")
+    p.add_argument("--no-retry-failed", action="store_true",
+                   help="on a restart, keep the records in which some video failed instead "
+                   "of retrying those videos (their failures are still reported, exit code 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def cli_main(argv: list[str] | None = None) -> int:
-    """Run ``fastvid convert``; 0 when every video converted, 1 when some failed, 2 on error."""
+    """Run ``fastvid convert``; 0 when every video is in the records, 1 while some video is
+    listed as failed (this run's failures, or an earlier run's kept by ``--no-retry-failed``),
+    2 on error."""
     from fastvid.tfrecord.write import convert  # noqa: PLC0415
 
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
@@ -85,9 +93,10 @@ def cli_main(argv: list[str] | None = None) -> int:
             workers=args.workers, num_shards=args.num_shards, shard_index=args.shard_index,
             prefix=args.prefix, jpeg_quality=args.jpeg_quality, overwrite=args.overwrite,
             progress=not args.no_progress and sys.stderr.isatty(),
+            retry_failed=not args.no_retry_failed,
         )
     except (ValueError, FileNotFoundError) as err:
         print(f"fastvid convert: error: {err}", file=sys.stderr)
         return 2
     print(summary)
-    return 1 if summary.failed else 0
+    return 0 if summary.ok else 1

@@ -4,19 +4,41 @@ Only the Python that *builds* the pipeline looks at a file (the first example, t
 learn the layout, encoding and shapes); the pipeline itself is parse, decode,
 cast and rescale ops, so it runs in tf.data's threads, under ``tf.distribute``
 strategies and on tf.data service workers.
+
+A pipeline is two steps, split where the tf.data service cuts it:
+
+* *decode* (:func:`_wire_parser`): serialized example -> a dict of uint8 pixels,
+  float16 flow, the integer label and the metadata: the compact form, 4x smaller
+  than float32, which is what crosses the wire;
+* *finish* (:func:`_finisher`): cast, rescale, append flow, one-hot: cheap
+  element-wise ops that work on one example or on a batch.
+
+Read locally, both run in one ``map``. Through the service
+(``dataset(..., service=...)``), workers decode and the client finishes.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from fastvid.tfrecord import layout
 
 log = logging.getLogger(__name__)
+
+ProcessingMode = Literal["distributed_epoch", "parallel_epochs"]
+ServiceCompression = Literal["none", "snappy", "auto"]
+PROCESSING_MODES = ("distributed_epoch", "parallel_epochs")
+# our names -> tf.data.experimental.service.distribute's ``compression``
+SERVICE_COMPRESSIONS: dict[str, str | None] = {"none": None, "snappy": "SNAPPY", "auto": "AUTO"}
+# examples per element on the wire when the caller reads unbatched; and the most bytes
+# of pixels one wire element may carry (the client re-batches to ``batch_size`` anyway)
+WIRE_BATCH = 8
+WIRE_BATCH_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -33,25 +55,59 @@ class RecordSpec:
     num_classes: int
     resized: bool  # all examples share (height, width): static shapes
 
+    @property
+    def static(self) -> bool:
+        """Every example has the same (F, H, W): examples can be batched as they are."""
+        return bool(self.num_frames) and self.resized
+
+    def example_bytes(self, flow: bool) -> int | None:
+        """Bytes of one decoded example (uint8 pixels, float16 flow), None when it varies."""
+        if not self.static:
+            return None
+        pixels = self.num_frames * self.height * self.width  # type: ignore[operator]
+        return pixels * self.channels + (pixels * self.flow_channels * 2 if flow else 0)
+
 
 PathOrPattern = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+
+def _is_remote(path: str) -> bool:
+    """``gs://``, ``s3://``, ``hdfs://`` ...: a file system only TensorFlow's gfile knows."""
+    return "://" in path
+
+
+def _glob(pattern: str) -> list[str]:
+    if _is_remote(pattern):
+        import tensorflow as tf  # noqa: PLC0415
+
+        return tf.io.gfile.glob(pattern)
+    # Python's glob knows ``**`` (any depth), tf.io.gfile.glob does not
+    return glob.glob(pattern, recursive=True)
+
+
+def _isdir(path: str) -> bool:
+    if _is_remote(path):
+        import tensorflow as tf  # noqa: PLC0415
+
+        return tf.io.gfile.isdir(path)
+    return os.path.isdir(path)
 
 
 def list_record_files(pattern: PathOrPattern) -> list[str]:
     """Sorted record files of a folder, a glob or a list of either.
 
-    A folder means every ``*.tfrecord*`` file in it; temporary files of an unfinished
-    conversion and manifests are never listed.
+    A folder means every ``*.tfrecord*`` file in it; a glob may use ``**`` for any
+    depth of folders (``"records/**/*.tfrecord*"``). Local paths are matched by
+    Python's :mod:`glob`, remote URLs (``gs://...``) by ``tf.io.gfile``. Temporary
+    files of an unfinished conversion and manifests are never listed.
     """
-    import tensorflow as tf  # noqa: PLC0415
-
     patterns = [pattern] if isinstance(pattern, (str, os.PathLike)) else list(pattern)
     files: set[str] = set()
     for p in patterns:
         p = os.fspath(p)
-        if tf.io.gfile.isdir(p):
+        if _isdir(p):
             p = os.path.join(p, "*.tfrecord*")
-        files.update(tf.io.gfile.glob(p))
+        files.update(f for f in _glob(p) if _is_remote(f) or os.path.isfile(f))
     keep = sorted(
         f for f in files
         if not os.path.basename(f).startswith(".") and not f.endswith((".json", ".partial"))
@@ -130,9 +186,8 @@ def _decode_images(blobs: Any, encoding: str, channels: int, count: int | None) 
     )
 
 
-def _parser(spec: RecordSpec, *, rescale: float, flow: bool, num_classes: int,
-            with_metadata: bool) -> Any:
-    """A function serialized example -> (frames, one-hot) [+ metadata], TF ops only."""
+def _features(spec: RecordSpec, use_flow: bool) -> dict[str, Any]:
+    """The ``parse_single_example`` spec of a layout."""
     import tensorflow as tf  # noqa: PLC0415
 
     common = {
@@ -141,9 +196,9 @@ def _parser(spec: RecordSpec, *, rescale: float, flow: bool, num_classes: int,
         "path": tf.io.FixedLenFeature([], tf.string, default_value=""),
         "frame_indices": tf.io.VarLenFeature(tf.int64),
         "fps": tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
+        "height": tf.io.FixedLenFeature([], tf.int64),
+        "width": tf.io.FixedLenFeature([], tf.int64),
     }
-    use_flow = flow and spec.flow_channels > 0
-    depth = spec.channels + (spec.flow_channels if use_flow else 0)
     if spec.layout == "fastvid":
         if spec.encoding == "raw":
             frames_feature = tf.io.FixedLenFeature([], tf.string)
@@ -151,24 +206,29 @@ def _parser(spec: RecordSpec, *, rescale: float, flow: bool, num_classes: int,
             frames_feature = tf.io.FixedLenFeature([spec.num_frames], tf.string)
         else:
             frames_feature = tf.io.VarLenFeature(tf.string)
-        features = {
-            **common,
-            "frames": frames_feature,
-            "num_frames": tf.io.FixedLenFeature([], tf.int64),
-            "height": tf.io.FixedLenFeature([], tf.int64),
-            "width": tf.io.FixedLenFeature([], tf.int64),
-        }
+        features = {**common, "frames": frames_feature,
+                    "num_frames": tf.io.FixedLenFeature([], tf.int64)}
         if use_flow:
             features["flow"] = tf.io.FixedLenFeature([], tf.string)
-    else:
-        features = {**common, "height": tf.io.FixedLenFeature([], tf.int64),
-                    "width": tf.io.FixedLenFeature([], tf.int64)}
-        # a missing blob parses as b"" so that the frame-count check below, not a
-        # parse error, says what is wrong
-        features.update({layout.V2T_BLOB.format(i): tf.io.FixedLenFeature([], tf.string, "")
-                         for i in range(spec.num_frames or 0)})
+        return features
+    # a missing blob parses as b"" so that the frame-count check, not a parse error,
+    # says what is wrong
+    common.update({layout.V2T_BLOB.format(i): tf.io.FixedLenFeature([], tf.string, "")
+                   for i in range(spec.num_frames or 0)})
+    return common
 
-    def parse(serialized: Any) -> Any:
+
+def _wire_parser(spec: RecordSpec, *, flow: bool, with_metadata: bool) -> Callable[[Any], dict]:
+    """serialized example -> ``{"pixels": uint8 (F, H, W, C), "label": int64[, "flow":
+    float16 (F, H, W, 2)][, metadata]}``: the decoded example in its compact form."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    use_flow = flow and spec.flow_channels > 0
+    features = _features(spec, use_flow)
+    f = spec.num_frames
+    h, w = (spec.height, spec.width) if spec.resized else (None, None)
+
+    def parse(serialized: Any) -> dict[str, Any]:
         ex = tf.io.parse_single_example(serialized, features)
         height, width = tf.cast(ex["height"], tf.int32), tf.cast(ex["width"], tf.int32)
         if spec.layout == "fastvid":
@@ -176,11 +236,6 @@ def _parser(spec: RecordSpec, *, rescale: float, flow: bool, num_classes: int,
             if isinstance(blobs, tf.SparseTensor):
                 blobs = tf.sparse.to_dense(blobs, default_value=b"")
             count = tf.cast(ex["num_frames"], tf.int32)
-            if spec.encoding == "raw":
-                pixels = tf.reshape(tf.io.decode_raw(blobs, tf.uint8),
-                                    [count, height, width, spec.channels])
-            else:
-                pixels = _decode_images(blobs, spec.encoding, spec.channels, spec.num_frames)
         else:
             count = spec.num_frames
             # This layout gives no frame count, so F is the first example's. fastvid also
@@ -195,33 +250,70 @@ def _parser(spec: RecordSpec, *, rescale: float, flow: bool, num_classes: int,
             )
             with tf.control_dependencies([same_f]):
                 blobs = tf.stack([ex[layout.V2T_BLOB.format(i)] for i in range(count)])
-            if spec.encoding == "raw":
-                pixels = tf.reshape(tf.io.decode_raw(blobs, tf.uint8),
-                                    [count, height, width, spec.channels])
-            else:
-                pixels = _decode_images(blobs, spec.encoding, spec.channels, count)
-        frames = tf.cast(pixels, tf.float32) * rescale
+        if spec.encoding == "raw":
+            pixels = tf.reshape(tf.io.decode_raw(blobs, tf.uint8),
+                                [count, height, width, spec.channels])
+        else:
+            pixels = _decode_images(blobs, spec.encoding, spec.channels, spec.num_frames)
+        out = {"pixels": tf.ensure_shape(pixels, [f, h, w, spec.channels]), "label": ex["label"]}
         if use_flow:
             motion = tf.reshape(tf.io.decode_raw(ex["flow"], tf.float16, little_endian=True),
                                 [count, height, width, spec.flow_channels])
-            frames = tf.concat([frames, tf.cast(motion, tf.float32)], axis=-1)
-        if spec.resized:
-            frames = tf.ensure_shape(frames, [spec.num_frames, spec.height, spec.width, depth])
-        else:
-            frames = tf.ensure_shape(frames, [spec.num_frames, None, None, depth])
+            out["flow"] = tf.ensure_shape(motion, [f, h, w, spec.flow_channels])
+        if with_metadata:
+            out.update(class_name=ex["class_name"], path=ex["path"], fps=ex["fps"],
+                       frame_indices=tf.sparse.to_dense(ex["frame_indices"]))
+        return out
+
+    return parse
+
+
+def _finisher(spec: RecordSpec, *, rescale: float, num_classes: int,
+              with_metadata: bool) -> Callable[[dict], tuple]:
+    """decoded dict -> ``(frames, one-hot[, meta])``; works on one example or a batch."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    def finish(ex: dict[str, Any]) -> tuple:
+        frames = tf.cast(ex["pixels"], tf.float32) * rescale
+        if "flow" in ex:
+            frames = tf.concat([frames, tf.cast(ex["flow"], tf.float32)], axis=-1)
         label = tf.one_hot(ex["label"], num_classes, dtype=tf.float32)
         if not with_metadata:
             return frames, label
-        meta = {
-            "label": ex["label"],
-            "class_name": ex["class_name"],
-            "path": ex["path"],
-            "frame_indices": tf.sparse.to_dense(ex["frame_indices"]),
-            "fps": ex["fps"],
-        }
+        meta = {k: ex[k] for k in ("label", "class_name", "path", "frame_indices", "fps")}
         return frames, label, meta
 
-    return parse
+    return finish
+
+
+def _examples(files: Sequence[str], *, shuffle: bool, seed: int | None,
+              cycle_length: int | None, deterministic: bool, compression: str,
+              input_context: Any = None) -> Any:
+    """Serialized examples of ``files`` (this input pipeline's share), files interleaved."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    ds = tf.data.Dataset.from_tensor_slices(list(files))
+    shard_examples = False
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
+        if len(files) >= n:
+            ds = ds.shard(n, i)
+        else:
+            # every pipeline must see the same example order to take disjoint shares
+            shard_examples, deterministic = True, True
+            seed = 0 if seed is None else seed
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type=_compression_tensor(f, compression)),
+        cycle_length=cycle_length or min(len(files), 16),
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    if shard_examples:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    return ds
 
 
 def dataset(
@@ -240,6 +332,11 @@ def dataset(
     compression: str = "auto",
     with_metadata: bool = False,
     deterministic: bool | None = None,
+    service: str | None = None,
+    job_name: str | None = None,
+    processing_mode: ProcessingMode = "distributed_epoch",
+    service_compression: ServiceCompression = "none",
+    stall_timeout: float | None = 300.0,
 ) -> Any:
     """A ``tf.data.Dataset`` of ``(frames, label)`` from record files of :func:`convert`.
 
@@ -250,7 +347,8 @@ def dataset(
     Records in video2tfrecord's layout read the same way (all stored channels rescaled).
 
     Args:
-        pattern: a folder (its ``*.tfrecord*`` files), a glob, or a list of them.
+        pattern: a folder (its ``*.tfrecord*`` files), a glob (``**`` allowed), or a
+            list of them.
         batch_size: examples per batch, or None for unbatched examples. With an
             ``input_context`` this is the global batch: each input pipeline batches
             ``input_context.get_per_replica_batch_size(batch_size)``.
@@ -261,14 +359,45 @@ def dataset(
         num_classes: one-hot depth; default: the ``num_classes`` stored in the records.
         input_context: a ``tf.distribute.InputContext``: this pipeline reads only its
             share (whole files when there are at least as many files as pipelines,
-            otherwise every n-th example).
+            otherwise every n-th example; through the service, whole files only).
         cycle_length: files read at once (interleaved); default min(files, 16).
         drop_remainder: drop the last short batch (static batch dimension).
-        compression: ``"auto"`` (``.gz`` files are gzip), ``"gzip"`` or ``"none"``.
+        compression: of the record files: ``"auto"`` (``.gz`` files are gzip),
+            ``"gzip"`` or ``"none"``.
         with_metadata: yield ``(frames, label, meta)`` with ``meta`` a dict of ``label``,
             ``class_name``, ``path``, ``frame_indices`` and ``fps``.
         deterministic: tf.data's ``deterministic`` for interleave and map; default:
             ordered when ``shuffle`` is False, free otherwise (faster).
+        service: ``"grpc://host:port"`` (or ``"host:port"``) of a running tf.data
+            service dispatcher (``fastvid service dispatcher``): its workers read, parse
+            and decode, and send uint8 pixels (float16 flow); this process casts,
+            rescales, one-hots and batches. See :mod:`fastvid.tfrecord.service`.
+        job_name: service job to join: consumers with the same name share one job (and
+            split its examples); default: a job of our own each epoch.
+        processing_mode: ``"distributed_epoch"`` (default): the record files are dealt
+            out to the workers, every example comes once per epoch however many workers
+            there are. ``"parallel_epochs"``: every worker reads all of them, so N
+            workers yield each example N times per epoch.
+        service_compression: how the service compresses elements on the wire: ``"none"``
+            (default: on a LAN or loopback compressing costs more CPU than the bytes it
+            saves), ``"snappy"``, or ``"auto"`` (TensorFlow's default, snappy unless
+            its runtime turns it off). Decoded video compresses poorly; see the README.
+        stall_timeout: through the service, seconds without an example before the epoch
+            fails (a worker that died for good makes TensorFlow's client wait forever);
+            None waits forever.
+
+    Through the service, each epoch is checked against the example counts the records'
+    manifests hold (written by ``fastvid convert``): an epoch that ends short (a
+    worker lost mid-epoch, its examples with it) or long raises
+    ``tf.errors.InvalidArgumentError`` naming both counts instead of passing for a
+    whole epoch. The count is of examples as they arrive, before batching, so
+    ``drop_remainder`` (which drops the last short batch on purpose) does not trip it.
+    Through the service, the order of examples is not deterministic (workers race),
+    whatever ``deterministic`` says. With an ``input_context``, each pipeline checks
+    its own share of files. Not
+    counted: files without a manifest entry (a warning says so), and a named job
+    (``job_name``), whose examples other consumers may share; ``stall_timeout``
+    still applies.
 
     Videos converted with ``frames="all"`` differ in F: use ``batch_size=None`` (or
     ``padded_batch`` yourself).
@@ -280,37 +409,30 @@ def dataset(
     depth = num_classes if num_classes is not None else spec.num_classes
     if deterministic is None:
         deterministic = not shuffle
-    autotune = tf.data.AUTOTUNE
+    if input_context is not None and batch_size:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    parse = _wire_parser(spec, flow=flow, with_metadata=with_metadata)
+    finish = _finisher(spec, rescale=rescale, num_classes=depth, with_metadata=with_metadata)
+    if service is not None:
+        from fastvid.tfrecord import _distributed  # noqa: PLC0415
 
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    shard_examples = False
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
-        if len(files) >= n:
-            ds = ds.shard(n, i)
-        else:
-            # every pipeline must see the same example order to take disjoint shares
-            shard_examples, deterministic = True, True
-            seed = 0 if seed is None else seed
-    if shuffle:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type=_compression_tensor(f, compression)),
-        cycle_length=cycle_length or min(len(files), 16),
-        block_length=1,
-        num_parallel_calls=autotune,
-        deterministic=deterministic,
-    )
-    if shard_examples:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        return _distributed.service_dataset(
+            files, spec, parse, finish, service=service, job_name=job_name,
+            processing_mode=processing_mode, service_compression=service_compression,
+            stall_timeout=stall_timeout, batch_size=batch_size, shuffle=shuffle,
+            shuffle_buffer=shuffle_buffer, seed=seed, flow=flow, input_context=input_context,
+            cycle_length=cycle_length, drop_remainder=drop_remainder,
+            compression=compression, deterministic=deterministic,
+        )
+    autotune = tf.data.AUTOTUNE
+    ds = _examples(files, shuffle=shuffle, seed=seed, cycle_length=cycle_length,
+                   deterministic=deterministic, compression=compression,
+                   input_context=input_context)
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    parse = _parser(spec, rescale=rescale, flow=flow, num_classes=depth,
-                    with_metadata=with_metadata)
-    ds = ds.map(parse, num_parallel_calls=autotune, deterministic=deterministic)
+    ds = ds.map(lambda s: finish(parse(s)), num_parallel_calls=autotune,
+                deterministic=deterministic)
     if batch_size:
-        if input_context is not None:
-            batch_size = input_context.get_per_replica_batch_size(batch_size)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(autotune)
 

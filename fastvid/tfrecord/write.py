@@ -9,9 +9,18 @@ which file without talking to the others.
 Worker threads decode (PyAV and OpenCV release the GIL) and encode; the calling
 thread writes the examples in plan order. A record file is written under a
 hidden temporary name and renamed when complete, so a file with its final name
-is always whole: a restart with the same arguments skips it. A shard's manifest
-(JSON beside the records) holds the arguments, to refuse resuming with different
-ones, and each finished record's counts and failures, for the summary.
+is always whole: a restart with the same arguments skips it. A record whose
+every video failed is not kept at all (no empty file). A shard's manifest (JSON
+beside the records) holds the arguments, to refuse resuming with different ones,
+and each finished record's example count and failures: the summary's, and the
+count the tf.data service reader checks each epoch against.
+
+A restart retries failed videos: a record whose manifest lists failures is
+written again, so a video that was failing for a passing reason (a file still
+being copied, a full disk) gets in, and one that still fails is reported again,
+this run's failure, exit code 1. With ``retry_failed=False`` such records are
+kept as they are and their failures reported as earlier ones (``failed_before``),
+exit code still 1.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from fastvid import _checks
 from fastvid.errors import VideoError
 from fastvid.tfrecord import layout as fmt
 from fastvid.tfrecord.sources import Source, discover
@@ -59,8 +69,8 @@ class ConvertOptions:
     def __post_init__(self) -> None:
         if not (self.frames == "all" or (isinstance(self.frames, int) and self.frames > 0)):
             raise ValueError(f"frames must be a positive int or 'all', got {self.frames!r}")
-        if self.size is not None and (len(self.size) != 2 or min(self.size) <= 0):
-            raise ValueError(f"size must be (width, height) > 0, got {self.size!r}")
+        if self.size is not None:
+            object.__setattr__(self, "size", _checks.size_hw(self.size, "size"))
         if self.videos_per_record <= 0:
             raise ValueError("videos_per_record must be positive")
         if self.compression not in fmt.COMPRESSIONS:
@@ -101,7 +111,10 @@ class RecordPlan:
 @dataclass
 class ConvertSummary:
     """What a conversion did. ``failed`` holds ``(path, reason)`` of this run's failures,
-    ``failed_before`` those recorded in the records a restart skipped."""
+    ``failed_before`` those recorded in the records a restart skipped (only with
+    ``retry_failed=False``: by default such records are retried). ``records`` lists the
+    record files of this shard that exist (a record whose every video failed has none);
+    ``ok`` is False while any video is listed as failed."""
 
     destination: str
     records: list[str] = field(default_factory=list)
@@ -112,6 +125,11 @@ class ConvertSummary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     failed_before: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """No video failed, in this run or in the records it kept."""
+        return not self.failed and not self.failed_before
 
     def __str__(self) -> str:
         lines = [
@@ -398,6 +416,7 @@ def write_records(
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    retry_failed: bool = True,
 ) -> ConvertSummary:
     """Write this shard's records of ``sources`` into ``destination``; see :func:`convert`."""
     import tensorflow as tf  # noqa: PLC0415
@@ -418,15 +437,20 @@ def write_records(
     todo = []
     for rec in plans:
         done = manifest.record(rec.name)
-        if (dest / rec.name).exists() and done is not None and not overwrite:
+        if done is not None and not overwrite and _finished(dest / rec.name, done) and not (
+                retry_failed and done["failed"]):
             summary.records_skipped += 1
             summary.skipped += done["examples"]
             summary.failed_before += [tuple(f) for f in done["failed"]]
+            if done["examples"]:
+                summary.records.append(str(dest / rec.name))
         else:
             todo.append(rec)
-        summary.records.append(str(dest / rec.name))
     if summary.records_skipped:
         log.info("%s: %d finished record files skipped", dest, summary.records_skipped)
+    retried = sum(len(d["failed"]) for rec in todo if (d := manifest.record(rec.name)))
+    if retried and not overwrite:
+        log.info("%s: retrying %d videos that failed in an earlier run", dest, retried)
 
     workers = max(1, workers or os.cpu_count() or 1)
     threads = 1 if workers > 1 else None  # one FFmpeg thread per worker: no oversubscription
@@ -466,7 +490,14 @@ def write_records(
                 # manifest first: a crash between the two leaves no final file, so the
                 # record is simply redone
                 manifest.finish(rec.name, written, failed)
-                _commit(partial, final)
+                if written:
+                    _commit(partial, final)
+                    summary.records.append(str(final))
+                else:  # every video failed: no empty file (the manifest says why)
+                    partial.unlink()
+                    final.unlink(missing_ok=True)  # an earlier run's version of it
+                    log.warning("%s: not written, all its %d videos failed", final,
+                                len(rec.sources))
                 summary.records_written += 1
                 summary.converted += written
                 summary.failed += failed
@@ -476,6 +507,12 @@ def write_records(
             bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _finished(path: Path, entry: dict[str, Any]) -> bool:
+    """A record its manifest lists is finished when its file exists (or, with no
+    example to hold, when it does not)."""
+    return path.exists() if entry["examples"] else not path.exists()
 
 
 def _try_extract(
@@ -517,6 +554,7 @@ def convert(
     overwrite: bool = False,
     progress: bool = True,
     classes: Sequence[str] | None = None,
+    retry_failed: bool = True,
 ) -> ConvertSummary:
     """Convert videos into TFRecord files, one ``tf.train.Example`` per video.
 
@@ -527,7 +565,7 @@ def convert(
         destination: output folder (created).
         frames: frames per video, spread uniformly (``fastvid.sampling.uniform_indices``,
             as the generators take them), or ``"all"``. A video with fewer frames fails.
-        size: ``(width, height)`` of the stored frames (resized by the decoder); None keeps
+        size: ``(height, width)`` of the stored frames (resized by the decoder); None keeps
             each video's own size.
         gray: store one grey channel instead of RGB.
         flow: add optical flow (see :mod:`fastvid.tfrecord.layout` for where it goes).
@@ -547,9 +585,15 @@ def convert(
             restart with the same arguments skips them.
         progress: show a progress bar.
         classes: class names when ``source`` is a list of ``Source``.
+        retry_failed: on a restart, write again the records in which some video failed
+            (default), so that those videos are retried; False keeps them and reports
+            their failures as earlier ones.
+
+    A record in which every video failed leaves no file (only its manifest entry).
 
     Returns:
-        a :class:`ConvertSummary`; failed videos are listed there, never raised.
+        a :class:`ConvertSummary`; failed videos are listed there, never raised
+        (``summary.ok`` is False while any is listed, this run's or an earlier one's).
 
     Raises:
         FileNotFoundError: the source matches no video.
@@ -571,7 +615,7 @@ def convert(
     log.info("%d videos, %d classes -> %s (shard %d of %d)", len(sources), len(found_classes),
              destination, shard_index, num_shards)
     return write_records(sources, found_classes, destination, options, workers=workers,
-                         overwrite=overwrite, progress=progress)
+                         overwrite=overwrite, progress=progress, retry_failed=retry_failed)
 
 
 def convert_videos_to_tfrecord(
@@ -615,7 +659,7 @@ def _convert_v2t(
     flow: bool, width: int, height: int,
 ) -> ConvertSummary:
     options = ConvertOptions(
-        frames=frames, size=(width, height), flow=flow, videos_per_record=per_record,
+        frames=frames, size=(height, width), flow=flow, videos_per_record=per_record,
         encoding="raw" if flow else "jpeg", layout="video2tfrecord", prefix="batch",
         suffix=".tfrecords",
     )
