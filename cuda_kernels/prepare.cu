@@ -4,7 +4,8 @@
 //   1. maps the output pixel to the source through the clip's 2x3 matrix
 //      (xs, ys) = M @ (x, y, 1)   (fastvid/ops/affine.py: resize + augmentation),
 //   2. clamps (xs, ys) into [0, w-1] x [0, h-1] (border "replicate", as
-//      cv2.warpAffine BORDER_REPLICATE),
+//      cv2.warpAffine BORDER_REPLICATE); with zero_outside, an output pixel whose
+//      sample point lies beyond the picture's outer pixel edges is 0 (padding),
 //   3. converts the 4 neighbouring source pixels to the output colour (RGB channel
 //      c or gray; from RGB bytes or from I420 planes),
 //   4. interpolates bilinearly and multiplies by `rescale`.
@@ -63,8 +64,8 @@ __device__ __forceinline__ void fv_prepare(bool i420, const unsigned char* __res
                                            const long long* __restrict__ clip_offset,
                                            const int* __restrict__ clip_size,
                                            const float* __restrict__ mats, int n, int frames,
-                                           int out_w, int out_h, int out_c, float rescale,
-                                           float* __restrict__ out) {
+                                           int out_w, int out_h, int out_c, int zero_outside,
+                                           float rescale, float* __restrict__ out) {
     long long total = (long long)n * frames * out_h * out_w * out_c;
     long long stride = (long long)blockDim.x * gridDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
@@ -86,6 +87,11 @@ __device__ __forceinline__ void fv_prepare(bool i420, const unsigned char* __res
         float fx = (float)x, fy = (float)y;
         float xs = __fadd_rn(__fadd_rn(__fmul_rn(m[0], fx), __fmul_rn(m[1], fy)), m[2]);
         float ys = __fadd_rn(__fadd_rn(__fmul_rn(m[3], fx), __fmul_rn(m[4], fy)), m[5]);
+        if (zero_outside && (xs < -0.5f || xs > (float)w - 0.5f || ys < -0.5f ||
+                             ys > (float)h - 0.5f)) {
+            out[i] = 0.0f;  // padding around the picture
+            continue;
+        }
         xs = fminf(fmaxf(xs, 0.0f), (float)(w - 1));  // replicate border
         ys = fminf(fmaxf(ys, 0.0f), (float)(h - 1));
         int x0 = (int)xs;  // xs >= 0: truncation is floor
@@ -120,10 +126,10 @@ extern "C" __global__ void prepare_rgb(const unsigned char* __restrict__ src,
                                        const long long* __restrict__ clip_offset,
                                        const int* __restrict__ clip_size,
                                        const float* __restrict__ mats, int n, int frames,
-                                       int out_w, int out_h, int out_c, float rescale,
-                                       float* __restrict__ out) {
-    fv_prepare(false, src, clip_offset, clip_size, mats, n, frames, out_w, out_h, out_c, rescale,
-               out);
+                                       int out_w, int out_h, int out_c, int zero_outside,
+                                       float rescale, float* __restrict__ out) {
+    fv_prepare(false, src, clip_offset, clip_size, mats, n, frames, out_w, out_h, out_c,
+               zero_outside, rescale, out);
 }
 
 // clips of I420 frames (F, h*3/2, w): the decoder's yuv420p planes, half the bytes of RGB
@@ -131,8 +137,8 @@ extern "C" __global__ void prepare_i420(const unsigned char* __restrict__ src,
                                         const long long* __restrict__ clip_offset,
                                         const int* __restrict__ clip_size,
                                         const float* __restrict__ mats, int n, int frames,
-                                        int out_w, int out_h, int out_c, float rescale,
-                                        float* __restrict__ out) {
-    fv_prepare(true, src, clip_offset, clip_size, mats, n, frames, out_w, out_h, out_c, rescale,
-               out);
+                                        int out_w, int out_h, int out_c, int zero_outside,
+                                        float rescale, float* __restrict__ out) {
+    fv_prepare(true, src, clip_offset, clip_size, mats, n, frames, out_w, out_h, out_c,
+               zero_outside, rescale, out);
 }

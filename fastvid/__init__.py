@@ -41,6 +41,7 @@ _LAZY: dict[str, str] = {
     "SlidingFrameGenerator": "fastvid.keras",
     "OpticalFlowGenerator": "fastvid.keras",
     "ClipLoader": "fastvid.loader",
+    "video_dataset_from_directory": "fastvid.tfdata",
 }
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "prepare",
     "read_clips",
     "to_backend",
+    "video_dataset_from_directory",
 ]
 assert set(_LAZY) <= set(__all__)
 

@@ -12,6 +12,8 @@ feeding the decoder the wrong data.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import os
 from collections.abc import Iterator
@@ -49,19 +51,60 @@ class Desync(Exception):
     """The demuxer did not give the packet the index says comes next."""
 
 
-def open_container(path: str) -> Any:
-    """``av.open`` with every failure turned into a :class:`fastvid.VideoError`."""
-    if not os.path.exists(path):
-        raise VideoNotFoundError(path)
-    if os.path.isdir(path):
-        raise NotAMediaFileError(path, "is a directory, not a video file")
-    try:
-        return av.open(path, metadata_errors="ignore")
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise NotAMediaFileError(
-            path, f"cannot open: not a media file, or a damaged/truncated one ({reason})"
-        ) from exc
+class Source:
+    """Where a video's bytes are: a path, or bytes in memory.
+
+    ``source`` is a path, ``bytes`` (or a ``bytearray``/``memoryview``), or a
+    binary file object: one with the name of a file on disk reads that file
+    (the same frames as from the path); any other (``io.BytesIO``, a socket
+    stream) is read into memory once, from its start when it can seek.
+    ``path`` names the source in messages and errors.
+    """
+
+    def __init__(self, source: Any) -> None:
+        self.data: bytes | None = None
+        if isinstance(source, str | os.PathLike):
+            self.path = os.fspath(source)
+            return
+        if isinstance(source, bytes | bytearray | memoryview):
+            self.data = bytes(source)
+        elif callable(getattr(source, "read", None)):
+            name = getattr(source, "name", None)
+            if isinstance(name, str) and os.path.isfile(name):
+                self.path = name
+                return
+            if callable(getattr(source, "seek", None)) and getattr(source, "seekable", bool)():
+                source.seek(0)
+            self.data = bytes(source.read())
+        else:
+            raise TypeError(
+                "a video source is a path, bytes or a binary file object. "
+                f"Received: {source!r:.80} of type {type(source).__name__}"
+            )
+        self.path = f"<{len(self.data)} bytes>"
+
+    def open(self) -> Any:
+        """``av.open`` with every failure turned into a :class:`fastvid.VideoError`."""
+        if self.data is None:
+            if not os.path.exists(self.path):
+                raise VideoNotFoundError(self.path)
+            if os.path.isdir(self.path):
+                raise NotAMediaFileError(self.path, "is a directory, not a video file")
+        target = self.path if self.data is None else io.BytesIO(self.data)
+        try:
+            return av.open(target, metadata_errors="ignore")
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise NotAMediaFileError(
+                self.path, f"cannot open: not a media file, or a damaged/truncated one ({reason})"
+            ) from exc
+
+    def cache_key(self, stream_index: int) -> tuple:
+        """What identifies this source's index: the file (path, size, mtime) or the bytes."""
+        if self.data is None:
+            return _index.cache_key(self.path, stream_index)
+        digest = hashlib.blake2b(self.data, digest_size=16).hexdigest()
+        return ("<bytes>", digest, len(self.data), stream_index)
 
 
 def _codec_name(stream: Any) -> str:
@@ -111,7 +154,8 @@ def select_stream(container: Any, path: str, stream: int | None) -> Any:
 class Demuxer:
     """An open container of ``path`` and the decoder of one of its video streams.
 
-    ``index`` must be set (:attr:`index`) before packets are taken by position.
+    ``source`` is a :class:`Source`. ``index`` must be set (:attr:`index`) before
+    packets are taken by position.
     ``threads``: FFmpeg decoding threads (0: FFmpeg's automatic frame and slice
     threading). ``stats``: the reader's counters (seeks are counted here).
     ``strict``: the decoder reports errors it would otherwise conceal
@@ -119,16 +163,17 @@ class Demuxer:
     """
 
     def __init__(
-        self, path: str, stream: int | None, threads: int | None, stats: Any,
+        self, source: Source, stream: int | None, threads: int | None, stats: Any,
         *, strict: bool = True,
     ) -> None:
-        self.path = path
+        self.source = source
+        self.path = source.path
         self.stats = stats
         self.strict = strict
         self.index: _index.PacketIndex | None = None
-        self._container = open_container(path)
+        self._container = source.open()
         try:
-            self._stream = select_stream(self._container, path, stream)
+            self._stream = select_stream(self._container, self.path, stream)
             self.stream_index = self._stream.index
             self.threads = self._thread_count(threads)
             self._configure()
@@ -187,7 +232,7 @@ class Demuxer:
     def reopen(self) -> None:
         """A fresh demuxer and decoder at the start of the file (the robust rewind)."""
         old = self._container
-        self._container = open_container(self.path)
+        self._container = self.source.open()
         try:
             old.close()
         except Exception:  # closing a damaged container must not mask the real work

@@ -17,6 +17,7 @@ import numpy as np
 from fastvid import sampling
 from fastvid._table import DatasetState
 from fastvid.errors import VideoError
+from fastvid.ops.affine import decode_size
 from fastvid.reader import read_clips
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,10 @@ class FrameSource:
     """uint8 frames of ``(path, indices)`` requests at one size, format and seek mode.
 
     ``size`` is ``(height, width)``; ``input_format`` what the decoder delivers
-    (``"rgb"`` or ``"yuv420p"``, as the compute backend prefers).
+    (``"rgb"`` or ``"yuv420p"``, as the compute backend prefers). With ``aspect``
+    ``"crop"`` or ``"pad"`` each file is decoded at its own shape, scaled to cover or
+    fit ``size`` (:func:`fastvid.ops.affine.decode_size`); the loader's sampling pass
+    then crops or pads.
     """
 
     def __init__(
@@ -42,11 +46,19 @@ class FrameSource:
         verify: bool,
         policy: sampling.ShortVideoPolicy,
         skipped: dict[str, str],
+        aspect: str = "stretch",
     ) -> None:
         self.state, self.policy, self.skipped = state, policy, skipped
-        self.threads = threads
-        self._read = dict(size=size, color=input_format, seek_mode=seek_mode, verify=verify)
-        self._key = ((size[1], size[0]), input_format, seek_mode)  # cache keys' tail
+        self.threads, self.size, self.aspect = threads, size, aspect
+        self._read = dict(color=input_format, seek_mode=seek_mode, verify=verify)
+        self._format = (input_format, seek_mode)  # cache keys' tail, after the size
+
+    def decode_size(self, path: str) -> tuple[int, int]:
+        """``(height, width)`` that ``path``'s frames are decoded at."""
+        found = self.state.probes.get(path)
+        if self.aspect == "stretch" or not isinstance(found, tuple):
+            return self.size
+        return decode_size((found[2], found[3]), self.size, self.aspect)
 
     def load(self, requests: list[Request]) -> list[np.ndarray] | None:
         """One uint8 clip per request, in order; None when a file turned out unreadable."""
@@ -56,10 +68,12 @@ class FrameSource:
             wanted.setdefault(path, set()).update(indices)
         frames: dict[tuple[str, int], np.ndarray] = {}
         missing: dict[str, list[int]] = {}
+        keys = {path: ((w, h), *self._format)
+                for path in wanted for h, w in [self.decode_size(path)]}
         for path, idx in wanted.items():
             ordered = sorted(idx)
             if cache is not None:
-                found = cache.get_many([(path, i, *self._key) for i in ordered])
+                found = cache.get_many([(path, i, *keys[path]) for i in ordered])
                 frames.update({(path, i): f for i, f in zip(ordered, found, strict=True)
                                if f is not None})
             todo = [i for i in ordered if (path, i) not in frames]
@@ -74,7 +88,7 @@ class FrameSource:
                 decoded[path] = (ordered, clip)
                 frames.update({(path, i): f for i, f in zip(ordered, clip, strict=True)})
                 if cache is not None:
-                    cache.put_many(((path, i, *self._key), f)
+                    cache.put_many(((path, i, *keys[path]), f)
                                    for i, f in zip(ordered, clip, strict=True))
         out = []
         for path, indices in requests:
@@ -87,14 +101,16 @@ class FrameSource:
 
     def _decode(self, requests: list[Request]) -> list[np.ndarray] | None:
         try:
-            return read_clips(requests, workers=self.threads, **self._read)
+            return read_clips([(p, idx, self.decode_size(p)) for p, idx in requests],
+                              workers=self.threads, **self._read)
         except (VideoError, IndexError):
             pass  # a file's fault: find out which one, one at a time
         clips: list[np.ndarray] = []
         failed = False
         for path, indices in requests:
             try:
-                clips.extend(read_clips([(path, indices)], workers=1, **self._read))
+                clips.extend(read_clips([(path, indices, self.decode_size(path))], workers=1,
+                                        **self._read))
             except (VideoError, IndexError) as err:  # the file's fault, not the machine's
                 self._mark_bad(path, err)
                 failed = True

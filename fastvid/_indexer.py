@@ -38,7 +38,7 @@ class Indexer:
         self.path = demux.path
         self.cache_dir = cache_dir
         self.verify = verify
-        self.key = _index.cache_key(self.path, demux.stream_index)
+        self.key = demux.source.cache_key(demux.stream_index)
 
     def load(self) -> _index.PacketIndex:
         """The cached index, or one built by scanning the file (the demuxer is at its start)."""
@@ -98,7 +98,7 @@ class Indexer:
         threads may treat damaged data differently).
         """
         counters = SimpleNamespace(seeks=0, frames_decoded=0)  # nobody reads them
-        fresh = Demuxer(self.path, self.demux.stream_index, 1, counters, strict=False)
+        fresh = Demuxer(self.demux.source, self.demux.stream_index, 1, counters, strict=False)
         try:
             return decode_pictures(fresh)
         finally:

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 _SHOW = 5  # how many file names a warning lists
 _PROGRESS_MIN_FILES = 500  # index this many files or more: a progress bar on stderr
 
-Probe = tuple[int, float] | str  # (frames, fps), or why the file cannot be read
+Probe = tuple[int, float, int, int] | str  # (frames, fps, height, width), or why it is unreadable
 
 
 def names(paths: Sequence[str]) -> str:
@@ -38,12 +38,14 @@ def names(paths: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class Video:
-    """A usable file: its path, class index, frame count and rate."""
+    """A usable file: its path, class index, frame count, rate and displayed size."""
 
     path: str
     label: int
     num_frames: int
     fps: float
+    height: int = 0
+    width: int = 0
 
     @property
     def info(self) -> sampling.VideoInfo:
@@ -79,7 +81,8 @@ class DatasetState:
 
 
 def probe(path: str, verify: bool = False) -> Probe:
-    """(frame count, fps) of a file, or the reason it cannot be read (a VideoError's)."""
+    """(frame count, fps, displayed height and width) of a file, or the reason it
+    cannot be read (a VideoError's)."""
     try:
         with VideoReader(path, verify=verify) as reader:
             meta = reader.metadata
@@ -87,13 +90,13 @@ def probe(path: str, verify: bool = False) -> Probe:
         return err.reason
     if meta.num_frames <= 0:
         return "no video frames"
-    return int(meta.num_frames), float(meta.fps or 0.0)
+    return int(meta.num_frames), float(meta.fps or 0.0), int(meta.height), int(meta.width)
 
 
 def probe_files(
     paths: Sequence[str], threads: int | None = None, verify: bool = False
 ) -> dict[str, Probe]:
-    """``{path: (frames, fps) or the reason it is unreadable}``, probed in parallel."""
+    """``{path: (frames, fps, height, width) or the reason it is unreadable}``, in parallel."""
     if not paths:
         return {}
     from tqdm import tqdm  # noqa: PLC0415
@@ -140,7 +143,7 @@ class FileTable:
             try:
                 if isinstance(found, str):
                     raise VideoError(path, found)
-                video = Video(path, label, found[0], found[1])
+                video = Video(path, label, *found)
                 needed = self.sampler.span(video.info)  # may need an fps the file lacks
             except VideoError as err:
                 if self.policy.fail:

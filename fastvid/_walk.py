@@ -33,7 +33,9 @@ import av
 import numpy as np
 
 from fastvid import index as _index
-from fastvid._demux import NONREF_CODECS, Demuxer
+from fastvid._demux import NONREF_CODECS, Demuxer, Desync
+from fastvid._orientation import orientation
+from fastvid.errors import CorruptVideoError
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +52,14 @@ def frame_facts(frame: Any) -> dict[str, Any]:
         rotation = int(frame.rotation)
     except Exception:
         rotation = 0
+    turns, mirrored = orientation(frame)
     return {
         "width": int(frame.width),
         "height": int(frame.height),
         "pix_fmt": frame.format.name,
         "rotation": rotation,
+        "turns": turns,
+        "mirrored": mirrored,
     }
 
 
@@ -286,3 +291,64 @@ class Walk:
         if ordinal <= last:
             take(demux.drain()[0])
         demux.forget_position()  # mid-file: the next call reopens anyway
+
+
+def decode_targets(
+    demux: Demuxer, targets: list[int], sink: Sink, decoded_pts: list[Any], *,
+    keyframes_only: bool,
+) -> int:
+    """Decode ``targets`` (sorted frame indices) into ``sink``: seeking where that can be
+    trusted, from the start otherwise. Returns 1 when the start had to answer, else 0.
+
+    Raises :class:`Anomaly` when pictures contradict the index (with timestamps as the
+    order, the caller renumbers the file and asks again), and
+    :class:`fastvid.CorruptVideoError` when no path gives the frames.
+    """
+    index = demux.index
+    if index.mode == _index.MODE_ORDINAL:
+        walk = Walk(demux, targets, sink, decoded_pts)
+        demux.reopen()
+        walk.ordinal()
+        _raise_missing(demux, walk.missing())
+        return 0
+    walk = Walk(demux, targets, sink, decoded_pts)
+    try:
+        walk.seeking(keyframes_only)
+        if not walk.missing():
+            return 0
+        reason = f"{len(walk.missing())} frame(s) not produced by seeking"
+    except Desync as exc:
+        reason = str(exc)
+    except Anomaly:
+        if index.mode == _index.MODE_PTS:
+            raise  # the index is wrong, not only the seek: renumber first
+        reason = "pictures after a seek contradict the index"
+    log.warning("%s: %s; decoding from the start instead", demux.path, reason)
+    walk = Walk(demux, targets, sink, decoded_pts)
+    demux.reopen()
+    try:
+        walk.from_start()
+    except Desync as exc:
+        raise CorruptVideoError(demux.path, f"the file reads differently now: {exc}") from exc
+    if walk.mismatched:
+        shown = ", ".join(map(str, sorted(walk.mismatched)[:8]))
+        raise CorruptVideoError(
+            demux.path,
+            f"frame(s) {shown} of {index.num_frames} are damaged in a way the decoder does not "
+            "reproduce: two decodes from the start give different pictures",
+        )
+    _raise_missing(demux, walk.missing())
+    return 1
+
+
+def _raise_missing(demux: Demuxer, missing: list[int]) -> None:
+    if not missing:
+        return
+    index = demux.index
+    shown = ", ".join(str(m) for m in missing[:8]) + (" ..." if len(missing) > 8 else "")
+    why = "the file is truncated or corrupt"
+    if index.truncated:
+        why = "the file is truncated (reading stopped before its end)"
+    raise CorruptVideoError(
+        demux.path, f"cannot decode frame(s) {shown} of {index.num_frames}: {why}"
+    )

@@ -172,6 +172,11 @@ class Split:
         return len(self.train), len(self.validation), len(self.test)
 
 
+def fresh_seed() -> int:
+    """A seed from the OS's entropy (when the user gave none)."""
+    return int(np.random.SeedSequence().generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
 def _check_fraction(name: str, value: float | None) -> float:
     if value is None:
         return 0.0
@@ -186,6 +191,8 @@ def split_files(
     split_val: float | None = None,
     split_test: float | None = None,
     seed: int | None = None,
+    *,
+    classes: Sequence[str] | None = None,
 ) -> Split:
     """Split each class's files into train, validation and test, as keras-video-generators.
 
@@ -193,13 +200,16 @@ def split_files(
     ``int(split_test * rest)`` of the remaining ones to test; the others train.
     Which files is drawn from ``seed`` (each class from its own stream, so
     adding a class does not reshuffle the others). Class indices follow the
-    sorted class names. Within each part files keep their sorted order.
+    sorted class names (or the order of ``classes``, when given). Within each part
+    files keep their order.
     """
     split_val = _check_fraction("split_val", split_val)
     split_test = _check_fraction("split_test", split_test)
-    classes = sorted(files_by_class)
-    base = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
-    train, validation, test = [], [], []
+    classes = sorted(files_by_class) if classes is None else list(classes)
+    base = seed if seed is not None else fresh_seed()
+    train: list[tuple[str, int]] = []
+    validation: list[tuple[str, int]] = []
+    test: list[tuple[str, int]] = []
     for label, cls in enumerate(classes):
         files = list(files_by_class[cls])
         n = len(files)
@@ -347,14 +357,14 @@ def _from_folder(root: str, classes: Sequence[str] | None) -> tuple[Labelled, li
     return sorted((p, index[c]) for c, ps in found.items() for p in ps), names
 
 
-def _read_csv(path: str) -> list[tuple[str, str]]:
+def _read_csv(path: str) -> list[tuple[str, str | int]]:
     import csv  # noqa: PLC0415
 
     with open(path, newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.reader(fh) if r and not r[0].lstrip().startswith("#")]
     if rows and len(rows[0]) >= 2 and rows[0][1].strip().lower() in ("label", "class"):
         rows = rows[1:]
-    entries = []
+    entries: list[tuple[str, str | int]] = []
     for line, row in enumerate(rows, 1):
         if len(row) < 2:
             raise ValueError(f"{path}: row {line} needs 'path,label', got {row!r}")

@@ -49,7 +49,7 @@ from fastvid import _runtime
 log = logging.getLogger(__name__)
 
 # bump when the meaning of a stored index changes: older cache files are ignored
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 
 MODE_PTS = "pts"
 MODE_DECODED = "decoded"
@@ -130,6 +130,22 @@ class PacketIndex:
 
     def keyframe_indices(self) -> tuple[int, ...]:
         return tuple(int(i) for i in np.flatnonzero(self.frame_key))
+
+    def frame_seconds(self, fps: float) -> np.ndarray:
+        """float64 (N,): when frame ``i`` is shown, in seconds of the stream's time base.
+
+        The frames' timestamps, in frame order (their ascending order: when
+        timestamps lie, frames are still shown in turn); without usable
+        timestamps (MODE_ORDINAL), ``i / fps``.
+        """
+
+        def make() -> np.ndarray:
+            if self.mode == MODE_ORDINAL:
+                return np.arange(self.num_frames, dtype=np.float64) / (fps or 1.0)
+            ticks = np.sort(self.frame_pts()).astype(np.float64)
+            return ticks * float(self.time_base)
+
+        return self._cached("_seconds", make)
 
     def _cached(self, name: str, make: Callable[[], Any]) -> Any:
         value = self.__dict__.get(name)

@@ -15,7 +15,14 @@ on purpose:
 * ``target_shape`` is ``(height, width)``, the order of the batch's axes;
 * ``SlidingFrameGenerator`` returns the frames of each window (the original
   returned the same frames for every window of a video);
-* batch ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``.
+* batch ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``; without
+  ``seed`` one is drawn from NumPy's global generator, so
+  ``keras.utils.set_random_seed`` (or ``np.random.seed``) makes runs repeat.
+
+Beyond keras-video-generators: ``paths=``/``labels=`` (or a CSV or folder)
+instead of a glob, ``label_mode``, ``sampler=`` (any generator, any name of
+:data:`fastvid.sampling.SAMPLERS` or a :class:`fastvid.sampling.Sampler`),
+``crop_to_aspect_ratio`` / ``pad_to_aspect_ratio`` and a settable ``epoch``.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Any, Literal
 import keras
 import numpy as np
 
-from fastvid import _checks, dataset
+from fastvid import _checks, dataset, sampling
 from fastvid.augment import FORK_ALTERNATIVES, fork_unsafe, make_transform
 from fastvid.cache import FrameCache
 from fastvid.loader import ClipLoader, MotionOptions
@@ -40,6 +47,7 @@ from fastvid.ops import (
     METHOD_FLOW_MASK,
     METHOD_OPTICAL_FLOW,
     AugmentParams,
+    motion,
     motion_method,
 )
 
@@ -78,6 +86,30 @@ def _old_names(
     return split_val, transformation, augment
 
 
+def _aspect(crop_to_aspect_ratio: bool, pad_to_aspect_ratio: bool) -> str:
+    """The loader's ``aspect`` for Keras's two flags."""
+    if crop_to_aspect_ratio and pad_to_aspect_ratio:
+        raise ValueError("crop_to_aspect_ratio and pad_to_aspect_ratio cannot both be True")
+    return "crop" if crop_to_aspect_ratio else "pad" if pad_to_aspect_ratio else "stretch"
+
+
+def _listed_files(
+    paths: Any, labels: Sequence[str | int] | None, classes: list[str] | None,
+    label_mode: str | None,
+) -> tuple[dict[str, list[str]], list[str]]:
+    """``paths`` (a list, a CSV file or a folder) as files by class, and the class names."""
+    files, names = dataset.discover(paths, labels, classes=classes or None)
+    if any(label < 0 for _, label in files):  # a folder of videos, no class folders
+        if label_mode is not None:
+            raise ValueError(f"{paths}: the videos have no labels; pass label_mode=None, "
+                             "or a folder with one sub-folder per class")
+        return {"": [p for p, _ in files]}, [""]
+    by_class: dict[str, list[str]] = {name: [] for name in names}
+    for path, label in files:
+        by_class[names[label]].append(path)
+    return by_class, names
+
+
 def _refuse_forking(transformation: Any, use_multiprocessing: bool) -> None:
     """Fail at once, not hang, when forked workers would run a fork-unsafe transformation."""
     unsafe = fork_unsafe(make_transform(transformation))
@@ -87,8 +119,8 @@ def _refuse_forking(transformation: Any, use_multiprocessing: bool) -> None:
 
 
 def _base_seed(seed: int | None) -> int:
-    if seed is None:
-        return int(np.random.SeedSequence().entropy % 2**63)
+    if seed is None:  # NumPy's global generator: what keras.utils.set_random_seed seeds
+        return int(np.random.randint(0, 2**31 - 1))
     if not _checks.is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer or None. Received: {seed!r}")
     return int(seed)
@@ -163,9 +195,16 @@ class _LoaderView:
 
     @property
     def epoch(self) -> int:
-        """Epochs completed (``on_epoch_end`` calls)."""
+        """The epoch whose order and draws batches come from (``on_epoch_end`` calls).
+
+        Set it to resume: ``gen.epoch = k`` before ``model.fit(gen, initial_epoch=k)``
+        gives epoch ``k`` the order and augmentations an unbroken run would have.
+        """
         return self._loader.epoch
 
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._loader.epoch = value
 
 
 class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
@@ -216,6 +255,21 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
             from the main thread and Keras runs no workers of its own.
         verify: decode every file fully when indexing it, so damage anywhere in a
             file is known before its first batch (``fastvid.VideoReader(verify=True)``).
+        paths: instead of ``glob_pattern``: a list of video paths (with ``labels``), a
+            CSV file of ``path,label`` rows, or a folder with one sub-folder per class
+            (:func:`fastvid.dataset.discover`).
+        labels: with a list of ``paths``: one class name or class index per path.
+        label_mode: ``"categorical"`` (one-hot float32, the default), ``"int"`` (int32
+            class indices) or None (batches are ``x`` alone), as Keras's
+            ``image_dataset_from_directory``.
+        sampler: which frames make a sample: a name of :data:`fastvid.sampling.SAMPLERS`
+            (``"uniform"``, this generator's default; ``"sliding"``; ``"random_clip"``:
+            ``nb_frames`` consecutive frames, ``frame_step`` apart, from a random
+            start drawn anew every epoch) or a :class:`fastvid.sampling.Sampler`.
+        frame_step: the ``"random_clip"`` sampler's step between frames.
+        crop_to_aspect_ratio: take the largest centred window of ``target_shape``'s
+            shape instead of squashing the picture (Keras's name).
+        pad_to_aspect_ratio: keep the whole picture undistorted, zeros around.
         workers, use_multiprocessing, max_queue_size: as ``keras.utils.PyDataset``.
     """
 
@@ -247,6 +301,13 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
         augment: AugmentParams | None = None,
         prefetch: bool | None = None,
         verify: bool = False,
+        paths: Any = None,
+        labels: Sequence[str | int] | None = None,
+        label_mode: Literal["categorical", "int"] | None = "categorical",
+        sampler: str | sampling.Sampler | None = None,
+        frame_step: int | None = None,
+        crop_to_aspect_ratio: bool = False,
+        pad_to_aspect_ratio: bool = False,
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
@@ -275,9 +336,16 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
         self.cache_bytes, self.num_threads, self.verify = cache_bytes, num_threads, verify
         self.augment = None if augment is None or augment.is_identity else augment
         self.prefetch = prefetch
+        self.label_mode = _checks.one_of(label_mode, "label_mode", ("categorical", "int", None))
+        self.sampler = self._sampler if sampler is None else sampler
+        self.frame_step = frame_step
+        self.crop_to_aspect_ratio = bool(crop_to_aspect_ratio)
+        self.pad_to_aspect_ratio = bool(pad_to_aspect_ratio)
+        self._aspect = _aspect(self.crop_to_aspect_ratio, self.pad_to_aspect_ratio)
         _refuse_forking(transformation, use_multiprocessing)
+        self.paths = paths
         if _part is None:
-            data = self._discover(classes, split_val, split_test, _base_seed(seed))
+            data = self._discover(classes, labels, split_val, split_test, _base_seed(seed))
             self.kind = "train"
             loader = ClipLoader(data.split.train, classes=data.classes, cache=self._new_cache(),
                                 name=f"{type(self).__name__} (train)",
@@ -295,13 +363,21 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
 
     # ----------------------------------------------------------------- translation
     def _discover(
-        self, classes: list[str] | None, split_val: float | None, split_test: float | None,
-        seed: int,
+        self, classes: list[str] | None, labels: Sequence[str | int] | None,
+        split_val: float | None, split_test: float | None, seed: int,
     ) -> _Data:
-        by_class = dataset.find_files_or_raise(self.glob_pattern, classes)
-        split = dataset.split_files(by_class, split_val, split_test, seed)
-        dataset.report_split(split, by_class, self.glob_pattern, split_val, split_test)
-        return _Data(split, sorted(by_class), seed)
+        if self.paths is None:
+            if labels is not None:
+                raise ValueError("labels go with paths=[...]; with glob_pattern the class "
+                                 "is read from each path")
+            by_class = dataset.find_files_or_raise(self.glob_pattern, classes)
+            names, source = sorted(by_class), self.glob_pattern
+        else:
+            by_class, names = _listed_files(self.paths, labels, classes, self.label_mode)
+            source = self.paths if isinstance(self.paths, str) else "paths"
+        split = dataset.split_files(by_class, split_val, split_test, seed, classes=names)
+        dataset.report_split(split, by_class, str(source), split_val, split_test)
+        return _Data(split, names, seed)
 
     def _new_cache(self) -> FrameCache | None:
         if not self.use_frame_cache:
@@ -317,11 +393,12 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
         """The loader's options for this generator's arguments (subclasses add theirs)."""
         return dict(
             num_frames=self.nb_frames, size=self.target_shape, batch_size=self.batch_size,
-            sampler=self._sampler, color="rgb" if self.nb_channel == 3 else "gray",
+            sampler=self.sampler, sampler_options={"frame_step": self.frame_step},
+            color="rgb" if self.nb_channel == 3 else "gray", aspect=self._aspect,
             rescale=self.rescale, augment=self.augment, transformation=self.transformation,
-            shuffle=self.shuffle, seed=seed, seek_mode=self.seek_mode,
-            short_video=self.short_video, device=self.device, threads=self.num_threads,
-            verify=self.verify,
+            shuffle=self.shuffle, seed=seed, label_mode=self.label_mode,
+            seek_mode=self.seek_mode, short_video=self.short_video, device=self.device,
+            threads=self.num_threads, verify=self.verify,
         )
 
     def _settings(self) -> dict[str, Any]:
@@ -332,7 +409,9 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
             shuffle=self.shuffle, nb_channel=self.nb_channel, glob_pattern=self.glob_pattern,
             device=self.device, seek_mode=self.seek_mode, short_video=self.short_video,
             cache_bytes=self.cache_bytes, num_threads=self.num_threads, prefetch=self.prefetch,
-            verify=self.verify, workers=self.workers,
+            verify=self.verify, label_mode=self.label_mode, sampler=self.sampler,
+            frame_step=self.frame_step, crop_to_aspect_ratio=self.crop_to_aspect_ratio,
+            pad_to_aspect_ratio=self.pad_to_aspect_ratio, workers=self.workers,
             use_multiprocessing=self.use_multiprocessing, max_queue_size=self.max_queue_size,
         )
 
@@ -343,7 +422,9 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
         # no transformation or augmentation: validation and test see the data as is
         loader = self._loader.subset(files, f"{type(self).__name__} ({kind})", augment=None,
                                      transformation=None)
-        return type(self)(**self._settings(), _part=(kind, loader, self._data))
+        part = type(self)(**self._settings(), _part=(kind, loader, self._data))
+        part.paths = self.paths
+        return part
 
     def get_validation_generator(self) -> VideoFrameGenerator:
         """The generator of the validation files (``split_val``), same settings, no augmentation."""
@@ -360,10 +441,11 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
     def __len__(self) -> int:
         return len(self._loader)
 
-    def __getitem__(self, index: int) -> tuple[Any, np.ndarray]:
+    def __getitem__(self, index: int) -> Any:
+        """Batch ``index`` of this epoch: ``(x, y)``, or ``x`` with ``label_mode=None``."""
         return self._loader.batch(index, prefetch=self._prefetching())
 
-    def next(self) -> tuple[Any, np.ndarray]:
+    def next(self) -> Any:
         """The next batch; after the last one of an epoch, ``on_epoch_end`` and start over."""
         if len(self) == 0:
             raise StopIteration
@@ -421,7 +503,7 @@ class SlidingFrameGenerator(VideoFrameGenerator):
 
     def _loader_options(self, seed: int) -> dict[str, Any]:
         options = super()._loader_options(seed)
-        options["sampler_options"] = {"sequence_time": self.sequence_time}
+        options["sampler_options"]["sequence_time"] = self.sequence_time
         return options
 
     def _settings(self) -> dict[str, Any]:
@@ -458,7 +540,9 @@ class OpticalFlowGenerator(VideoFrameGenerator):
         self.flowlevel = int(flowlevel)
         self.iterations = int(iterations)
         self.winsize = int(winsize)
-        super().__init__(*args, nb_frames=nb_frames, **kwargs)
+        if len(args) > 1:  # nb_frames is keyword-only here, as in keras-video-generators
+            raise TypeError("OpticalFlowGenerator takes nb_frames as a keyword argument")
+        super().__init__(*args, **{**kwargs, "nb_frames": nb_frames})
 
     def _loader_options(self, seed: int) -> dict[str, Any]:
         options = super()._loader_options(seed)
@@ -472,3 +556,42 @@ class OpticalFlowGenerator(VideoFrameGenerator):
             **super()._settings(), "method": self.method, "flowlevel": self.flowlevel,
             "iterations": self.iterations, "winsize": self.winsize,
         }
+
+    # keras-video-generators' methods on two images, here on this generator's settings
+    def absdiff(self, images: Sequence[Any]) -> np.ndarray:
+        """``|gray(a) - gray(b)|`` of two images, in every channel."""
+        return self._pair(images, METHOD_ABS_DIFF)
+
+    def make_optical_flow(self, images: Sequence[Any]) -> np.ndarray:
+        """Farneback flow from the first image to the second, rendered as RGB (angle as
+        hue, normalised magnitude as value), with this generator's ``flowlevel``,
+        ``winsize`` and ``iterations``."""
+        return self._pair(images, METHOD_OPTICAL_FLOW)
+
+    def diff_mask(self, images: Sequence[Any]) -> np.ndarray:
+        """The images' mean masked by their blurred absolute difference (``(a + b) / 2 *
+        blur(|gray(a) - gray(b)|)``)."""
+        return self._pair(images, METHOD_DIFF_MASK)
+
+    def flow_mask(self, images: Sequence[Any]) -> np.ndarray:
+        """The images' mean masked by their blurred optical flow rendering."""
+        return self._pair(images, METHOD_FLOW_MASK)
+
+    def _pair(self, images: Sequence[Any], method: int) -> np.ndarray:
+        """``method`` between two ``(H, W, C)`` (or ``(H, W)``) images, uint8 or float32
+        in [0, 1]; the result is float32 ``(H, W, C)`` in the images' scale, the same
+        numbers the generator's batches hold (formulas: :func:`fastvid.ops.cpu.motion`)."""
+        if len(images) != 2:
+            raise ValueError(f"expected two images, got {len(images)}")
+        pair = [np.asarray(image) for image in images]
+        if pair[0].shape != pair[1].shape or pair[0].dtype != pair[1].dtype:
+            raise ValueError("the two images must share shape and dtype, got "
+                             f"{pair[0].shape} {pair[0].dtype} and {pair[1].shape} {pair[1].dtype}")
+        frames = np.stack(pair)
+        if frames.ndim == 3:
+            frames = frames[..., None]
+        if frames.dtype != np.uint8:
+            frames = frames.astype(np.float32)
+        out = motion(frames, method, levels=self.flowlevel, winsize=self.winsize,
+                     iterations=self.iterations, device="cpu")
+        return np.asarray(out[0, 0])

@@ -84,6 +84,7 @@ class LoaderOptions:
     num_frames: int
     size: tuple[int, int]
     batch_size: int = 16
+    aspect: Literal["stretch", "crop", "pad"] = "stretch"
     sampler: str | sampling.Sampler = "uniform"
     sampler_options: tuple[tuple[str, Any], ...] = ()
     color: Literal["rgb", "gray"] = "rgb"
@@ -96,7 +97,7 @@ class LoaderOptions:
     label_mode: Literal["categorical", "int"] | None = "categorical"
     seek_mode: Literal["exact", "keyframe"] = "exact"
     short_video: str = "skip"
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = None
     verify: bool = False
 
@@ -105,6 +106,7 @@ class LoaderOptions:
         object.__setattr__(self, "size", _checks.size_hw(self.size, "size"))
         _checks.positive_int(self.batch_size, "batch_size")
         _checks.one_of(self.color, "color", ("rgb", "gray"))
+        _checks.one_of(self.aspect, "aspect", ops.ASPECTS)
         _checks.one_of(self.label_mode, "label_mode", LABEL_MODES)
         _checks.one_of(self.seek_mode, "seek_mode", SEEK_MODES)
         sampling.short_video_policy(self.short_video)
@@ -129,6 +131,9 @@ class ClipLoader:
         num_frames: frames each sample decodes.
         size: ``(height, width)`` of the frames; the decoder resizes to it.
         batch_size: samples per batch (the last batch of an epoch holds the rest).
+        aspect: ``"stretch"`` (each axis scaled to ``size``), ``"crop"`` (the largest
+            centred window of ``size``'s shape) or ``"pad"`` (the whole picture, zeros
+            around): Keras's ``crop_to_aspect_ratio`` / ``pad_to_aspect_ratio``.
         sampler: a name of :data:`fastvid.sampling.SAMPLERS` (``"uniform"``,
             ``"sliding"``, ``"random_clip"``) or a :class:`fastvid.sampling.Sampler`;
             ``sampler_options`` go to the named one (``sequence_time``, ``frame_step``).
@@ -173,8 +178,8 @@ class ClipLoader:
         self._backend = ops.get_backend(opts.device)  # before any file is opened: fail fast
         self._input_format = self._backend.input_format(*opts.size)
         if _state is None:
-            if _checks.is_int(cache):
-                cache = FrameCache(cache or default_cache_bytes())
+            if not isinstance(cache, FrameCache | None):
+                cache = FrameCache(int(cache) or default_cache_bytes())
             probes = probe_files([str(p) for p, _ in files], opts.threads, opts.verify)
             _state = DatasetState(list(classes), probes, cache)
         self._state = _state
@@ -183,9 +188,11 @@ class ClipLoader:
         self._frames = FrameSource(
             _state, size=opts.size, input_format=self._input_format, seek_mode=opts.seek_mode,
             threads=opts.threads, verify=opts.verify, policy=policy, skipped=self.skipped,
+            aspect=opts.aspect,
         )
         self._epoch = 0
         self._order = self.epoch_order(0)
+        self._other_order: tuple[int, np.ndarray] | None = None
         self._prefetch = _Prefetch()
         _runtime.reset_after_fork(self)
 
@@ -251,6 +258,7 @@ class ClipLoader:
         self._prefetch.cancel()
         self._table.keep(paths)
         self._order = self.epoch_order(self._epoch)
+        self._other_order = None
 
     # ----------------------------------------------------------------- epochs
 
@@ -280,6 +288,27 @@ class ClipLoader:
 
     order = property(lambda self: self._order, doc="Sample numbers in this epoch's order.")
 
+    def order_of(self, epoch: int) -> np.ndarray:
+        """Sample numbers in the order of ``epoch`` (:meth:`epoch_order`, kept for the
+        current epoch and the last other one asked: front-ends ask once per item)."""
+        if epoch == self._epoch:
+            return self._order
+        kept = self._other_order
+        if kept is None or kept[0] != epoch:
+            kept = self._other_order = (epoch, self.epoch_order(epoch))
+        return kept[1]
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int, int]:
+        """``(F, H, W, C)`` of one sample's ``x``."""
+        motion = self.options.motion
+        frames = self._sampler.count - (motion is not None)
+        if motion is not None and motion.method == ops.METHOD_FLOW_RAW:
+            channels = 2
+        else:
+            channels = 3 if self.options.color == "rgb" else 1
+        return (frames, *self.options.size, channels)
+
     def __len__(self) -> int:
         return math.ceil(self.samples_count / self.options.batch_size)
 
@@ -293,9 +322,11 @@ class ClipLoader:
 
     # ----------------------------------------------------------------- batches
 
-    def batch(self, index: int, *, prefetch: bool = False) -> Any:
+    def batch(self, index: int, *, epoch: int | None = None, prefetch: bool = False) -> Any:
         """Batch ``index`` of the current epoch: ``(x, y)``, or ``x`` with ``label_mode=None``.
 
+        ``epoch``: of that epoch instead (its order and draws), for front-ends that
+        count epochs themselves; the loader's own epoch does not change.
         ``prefetch``: also start building batch ``index + 1`` in the background
         (when batches are read in order; a waiting batch is used when asked for).
         """
@@ -304,6 +335,8 @@ class ClipLoader:
             index += n
         if not 0 <= index < n:
             raise IndexError(f"batch {index} out of range ({n} batches)")
+        if epoch is not None and epoch != self._epoch:
+            return self._make_batch(index, epoch, self.order_of(epoch))
         if not prefetch:
             return self._make_batch(index, self._epoch, self._order)
         return self._prefetch.get(self, index, n)
@@ -376,7 +409,7 @@ def _process(loader: ClipLoader, clips: list[np.ndarray], epoch: int, key: int) 
         rescale=1.0 if transform is not None else before_motion,
         augment=None if opts.augment is None or opts.augment.is_identity else opts.augment,
         seed=derive_seed(opts.seed, epoch, key, _AUGMENT),
-        input_format=loader._input_format, device=backend.name,
+        input_format=loader._input_format, aspect=opts.aspect, device=opts.device,
     )
     if transform is not None:
         if _runtime.forked_child():
@@ -385,7 +418,7 @@ def _process(loader: ClipLoader, clips: list[np.ndarray], epoch: int, key: int) 
         x = _scale(x, before_motion)
     if motion is not None:
         x = ops.motion(x, motion.method, levels=motion.levels, winsize=motion.winsize,
-                       iterations=motion.iterations, flow=motion.flow, device=backend.name)
+                       iterations=motion.iterations, flow=motion.flow, device=opts.device)
         x = _scale(x, opts.rescale * 255.0)
     return backend.hand_off(x) if backend.owns(x) else x
 

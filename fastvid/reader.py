@@ -29,28 +29,27 @@ import os
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
-import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
-from fastvid import _checks, _runtime
+from fastvid import _convert, _runtime
 from fastvid import index as _index
-from fastvid._demux import Demuxer, Desync
+from fastvid._demux import Demuxer, Source
 from fastvid._indexer import Indexer
-from fastvid._walk import Anomaly, Walk
+from fastvid._walk import Anomaly, decode_targets
 from fastvid.errors import CorruptVideoError, VideoError
 
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 
-COLORS = ("rgb", "bgr", "gray", "yuv420p")
+Color = Literal["rgb", "bgr", "gray", "yuv420p"]
+SeekMode = Literal["exact", "keyframe"]
+COLORS = _convert.COLORS
 INDEX_CACHE_ENV = _runtime.ENV_INDEX_CACHE  # default cache_dir of every reader
 SEEK_MODES = ("exact", "keyframe")
 
-_SWS_FORMAT = {"rgb": "rgb24", "bgr": "bgr24", "gray": "gray", "yuv420p": "yuv420p"}
 
 
 @dataclass(frozen=True)
@@ -61,10 +60,14 @@ class VideoMetadata:
     packets, never the header). ``fps`` is the stream's nominal rate (derived
     from the timestamps when the container gives none) and ``duration`` the
     span of the frames' timestamps plus one frame, in seconds.
-    ``keyframe_indices`` are frame indices. ``rotation`` is the display
-    rotation in degrees, counter-clockwise, as stored in the file; frames are
-    returned as coded, not rotated. ``stream_index`` is the index of the stream
-    in the container.
+    ``keyframe_indices`` are frame indices. ``width`` and ``height`` are the
+    frames' size as returned: upright (the stream's display matrix applied)
+    unless the reader was opened with ``apply_rotation=False``;
+    ``coded_width`` and ``coded_height`` are the pictures' size as coded.
+    ``rotation`` is the display rotation in degrees, counter-clockwise, as
+    stored in the file, and ``mirrored`` whether the display matrix also
+    mirrors the picture. ``stream_index`` is the index of the stream in the
+    container.
     """
 
     num_frames: int
@@ -77,6 +80,9 @@ class VideoMetadata:
     keyframe_indices: tuple[int, ...]
     rotation: int = 0
     stream_index: int = 0
+    coded_width: int = 0
+    coded_height: int = 0
+    mirrored: bool = False
 
 
 @dataclass
@@ -101,19 +107,6 @@ class DecodeStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@dataclass(frozen=True)
-class _Output:
-    width: int
-    height: int
-    color: str
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        if self.color == "yuv420p":
-            return (self.height * 3 // 2, self.width)
-        return (self.height, self.width, 1 if self.color == "gray" else 3)
-
-
 class _Reindexed(Exception):
     """The index was rebuilt by decoding: frame numbers may have changed, ask again."""
 
@@ -121,7 +114,9 @@ class _Reindexed(Exception):
 class VideoReader:
     """Random access to the frames of one video stream.
 
-    ``path``: the file. ``stream``: index of a video stream in the container
+    ``source``: the file's path, its ``bytes``, or a binary file object (an open
+    file, ``io.BytesIO``): the same frames as from the path; ``path`` then names
+    it (``"<N bytes>"`` for data in memory). ``stream``: index of a video stream in the container
     (``None``: FFmpeg's best video stream, e.g. the 480x270 one of a file that
     has two). ``cache_dir``: a directory where the packet index is stored,
     keyed by path, size and mtime, so re-opening the file later skips the scan
@@ -132,6 +127,10 @@ class VideoReader:
     thread for pictures smaller than 640x360 (threading costs more than it
     gains there) and FFmpeg's automatic frame threading otherwise; ``0`` always
     asks for the latter.
+
+    ``apply_rotation``: return frames upright, as players show them, applying
+    the stream's display matrix (quarter turns and mirroring; ``metadata``
+    ``width``/``height`` are then the shown size); False returns them as coded.
 
     ``verify``: decode the whole stream once when indexing (kept in the index
     caches like any index) and keep a checksum of every frame; every frame
@@ -149,24 +148,26 @@ class VideoReader:
 
     def __init__(
         self,
-        path: PathLike,
+        source: PathLike | bytes | Any,
         stream: int | None = None,
         *,
         cache_dir: PathLike | None = None,
         threads: int | None = None,
         verify: bool = False,
+        apply_rotation: bool = True,
     ) -> None:
-        self.path = os.fspath(path)
+        source = Source(source)
+        self.path = source.path
         self.stats = DecodeStats()
         self.last_indices: list[int] = []
+        self.last_timestamps: list[float] = []
         self._lock = threading.Lock()
         self._closed = False
-        self._reformatter = VideoReformatter()
+        self._apply_rotation = bool(apply_rotation)
         self._decoded_pts: list[Any] = []  # pts of every picture decoded by the last call
         self._fallbacks = 0  # times a verified path (decoding from the start) answered
         self._pid = os.getpid()
-        self._demux: Demuxer | None = None
-        self._demux = Demuxer(self.path, stream, threads, self.stats)
+        self._demux = Demuxer(source, stream, threads, self.stats)
         try:
             self._stream_index = self._demux.stream_index
             if cache_dir is None:
@@ -191,7 +192,12 @@ class VideoReader:
             # as players do, and on one thread for a damaged file (FFmpeg's frame threads
             # may treat damaged data differently)
             self._demux.configure(strict=False, threads=1 if idx.damaged.any() else None)
-        self.metadata = _metadata(idx, self._demux.stream, self._stream_index)
+        self.metadata = _metadata(idx, self._demux.stream, self._stream_index,
+                                  self._apply_rotation)
+        turns, mirrored = (idx.probe.get("turns", 0), idx.probe.get("mirrored", False))
+        if not self._apply_rotation:
+            turns, mirrored = 0, False
+        self._converter = _convert.Converter(self.path, turns, mirrored)
 
     # ------------------------------------------------------------------ public API
 
@@ -212,16 +218,15 @@ class VideoReader:
         """Release the file and the decoder; idempotent. Waits for a call in progress."""
         with self._lock:
             self._closed = True
-            if self._demux is not None:
-                self._demux.close()
+            self._demux.close()
 
     def get_frames(
         self,
         indices: Sequence[int] | np.ndarray,
         *,
         size: tuple[int, int] | None = None,
-        color: str = "rgb",
-        seek_mode: str = "exact",
+        color: Color = "rgb",
+        seek_mode: SeekMode = "exact",
     ) -> np.ndarray:
         """Frames ``indices`` (any order, duplicates allowed, negative from the end).
 
@@ -240,7 +245,7 @@ class VideoReader:
         arguments and :class:`fastvid.CorruptVideoError` when a frame cannot be
         decoded (truncated or corrupt file).
         """
-        out_spec = _output_spec(size, color, self.metadata)
+        out_spec = _convert.output_spec(size, color, (self.metadata.width, self.metadata.height))
         if seek_mode not in SEEK_MODES:
             raise ValueError(f"seek_mode must be one of {SEEK_MODES}, got {seek_mode!r}")
         with self._lock:
@@ -263,7 +268,36 @@ class VideoReader:
                         f"{self.metadata.num_frames}",
                     ) from None
 
-    def _get(self, indices: Any, out_spec: _Output, seek_mode: str) -> np.ndarray:
+    def get_frames_at_times(
+        self,
+        seconds: Sequence[float] | np.ndarray,
+        *,
+        size: tuple[int, int] | None = None,
+        color: Color = "rgb",
+    ) -> np.ndarray:
+        """The frames shown at ``seconds`` (stream time, as :attr:`last_timestamps` gives it).
+
+        The frame shown at ``t`` is the last one whose timestamp is not after ``t``
+        (variable frame rates included). Times before the first frame or from the
+        end of the last one on raise ``IndexError`` naming the valid range.
+        :attr:`last_indices` and :attr:`last_timestamps` say which frames came back.
+        Other arguments as :meth:`get_frames`.
+        """
+        times = self._index.frame_seconds(self.metadata.fps)
+        want = np.asarray(seconds, dtype=np.float64).reshape(-1)
+        if times.size == 0:
+            raise IndexError(f"{self.path}: the video has no frames")
+        last = times[-1] + (1.0 / self.metadata.fps if self.metadata.fps else 0.0)
+        bad = (want < times[0]) | (want >= max(last, np.nextafter(times[-1], np.inf)))
+        if bad.any():
+            raise IndexError(
+                f"{self.path}: time {float(want[bad][0])!r} s is outside the video, which "
+                f"shows frames from {times[0]:.6g} s to {last:.6g} s"
+            )
+        indices = np.searchsorted(times, want, side="right") - 1
+        return self.get_frames(indices, size=size, color=color)
+
+    def _get(self, indices: Any, out_spec: _convert.Output, seek_mode: str) -> np.ndarray:
         wanted = _normalize(indices, self.metadata.num_frames, self.path)
         if seek_mode == "keyframe":
             wanted = _snap_to_keyframes(wanted, self.metadata.keyframe_indices, self.path)
@@ -275,7 +309,7 @@ class VideoReader:
 
         def sink(i: int, frame: Any) -> None:
             first, *rest = slots[i]
-            out[first] = self._convert(frame, out_spec)
+            out[first] = self._converter.convert(frame, out_spec)
             if i not in converted:  # a verified retry converts a frame again: count it once
                 converted.add(i)
                 self.stats.frames_converted += 1
@@ -290,101 +324,28 @@ class VideoReader:
                 self._demux.forget_position()  # interrupted mid-walk: start clean next time
                 raise
         self.last_indices = list(wanted)
+        times = self._index.frame_seconds(self.metadata.fps)
+        self.last_timestamps = [float(times[i]) for i in wanted]
         return out
-
-    def _convert(self, frame: Any, spec: _Output) -> np.ndarray:
-        shrink = spec.width < frame.width and spec.height < frame.height
-        try:
-            converted = self._reformatter.reformat(
-                frame,
-                width=spec.width,
-                height=spec.height,
-                format=_SWS_FORMAT[spec.color],
-                interpolation="AREA" if shrink else "BILINEAR",
-                threads=1,  # parallelism comes from decoding threads and read_clips' pool
-            )
-            arr = converted.to_ndarray()
-        except av.error.FFmpegError as exc:
-            raise CorruptVideoError(self.path, f"cannot convert a decoded picture: {exc}") from exc
-        return arr[..., None] if spec.color == "gray" else arr
 
     # ------------------------------------------------------------------ decoding
 
     def _decode(self, targets: list[int], sink: Any, *, keyframes_only: bool) -> None:
-        demux = self._demux
-        if self._index.mode == _index.MODE_ORDINAL:
-            walk = Walk(demux, targets, sink, self._decoded_pts)
-            demux.reopen()
-            walk.ordinal()
-            self._raise_missing(walk.missing())
-            return
-        walk = Walk(demux, targets, sink, self._decoded_pts)
         try:
-            walk.seeking(keyframes_only)
-            if not walk.missing():
-                return
-            reason = f"{len(walk.missing())} frame(s) not produced by seeking"
-        except Desync as exc:
-            reason = str(exc)
+            self._fallbacks += decode_targets(self._demux, targets, sink, self._decoded_pts,
+                                              keyframes_only=keyframes_only)
         except Anomaly as exc:
-            self._on_anomaly(exc)
-            reason = str(exc)
-        log.warning("%s: %s; decoding from the start instead", self.path, reason)
-        self._fallbacks += 1
-        walk = Walk(demux, targets, sink, self._decoded_pts)
-        demux.reopen()
-        try:
-            walk.from_start()
-        except Anomaly as exc:
-            self._on_anomaly(exc)
-            raise CorruptVideoError(
-                self.path, f"decoding from the start disagrees with its own index: {exc}"
-            ) from exc
-        except Desync as exc:
-            raise CorruptVideoError(self.path, f"the file reads differently now: {exc}") from exc
-        if walk.mismatched:
-            shown = ", ".join(map(str, sorted(walk.mismatched)[:8]))
-            raise CorruptVideoError(
-                self.path,
-                f"frame(s) {shown} of {self.metadata.num_frames} are damaged in a way the "
-                "decoder does not reproduce: two decodes from the start give different pictures",
-            )
-        self._raise_missing(walk.missing())
-
-    def _on_anomaly(self, exc: Anomaly) -> None:
-        """Timestamps that lie: number the frames by decoding and have the call start over."""
-        if self._index.mode == _index.MODE_PTS:
+            if self._index.mode != _index.MODE_PTS:
+                raise CorruptVideoError(
+                    self.path, f"decoding from the start disagrees with its own index: {exc}"
+                ) from exc
+            # timestamps that lie: number the frames by decoding, and the call starts over
             self._use_index(self._indexer.rebuild(self._index, str(exc)))
             self._demux.forget_position()
             raise _Reindexed from exc
 
-    def _raise_missing(self, missing: list[int]) -> None:
-        if not missing:
-            return
-        shown = ", ".join(str(m) for m in missing[:8]) + (" ..." if len(missing) > 8 else "")
-        why = "the file is truncated or corrupt"
-        if self._index.truncated:
-            why = "the file is truncated (reading stopped before its end)"
-        raise CorruptVideoError(
-            self.path, f"cannot decode frame(s) {shown} of {self.metadata.num_frames}: {why}"
-        )
-
 
 # ---------------------------------------------------------------------- requests
-
-
-def _output_spec(size: tuple[int, int] | None, color: str, meta: VideoMetadata) -> _Output:
-    if color not in COLORS:
-        raise ValueError(f"color must be one of {COLORS}, got {color!r}")
-    if size is None:
-        width, height = meta.width, meta.height
-    else:
-        height, width = _checks.size_hw(size, "size")
-    if color == "yuv420p" and (width % 2 or height % 2):
-        raise ValueError(
-            f"yuv420p output needs an even width and height, got {width}x{height}; pass size="
-        )
-    return _Output(width, height, color)
 
 
 def _normalize(indices: Sequence[int] | np.ndarray, n: int, path: str) -> list[int]:
@@ -417,7 +378,9 @@ def _snap_to_keyframes(wanted: list[int], keyframes: Sequence[int], path: str) -
     return np.where(use_left, keys[left], keys[right]).tolist()
 
 
-def _metadata(idx: _index.PacketIndex, stream: Any, stream_index: int) -> VideoMetadata:
+def _metadata(
+    idx: _index.PacketIndex, stream: Any, stream_index: int, apply_rotation: bool
+) -> VideoMetadata:
     """What :attr:`VideoReader.metadata` says of a stream, from its index."""
     cc = stream.codec_context
     n = idx.num_frames
@@ -432,17 +395,22 @@ def _metadata(idx: _index.PacketIndex, stream: Any, stream_index: int) -> VideoM
     else:
         duration = n / fps if fps else 0.0
     probe = idx.probe
+    coded = (int(probe.get("width") or cc.width or 0), int(probe.get("height") or cc.height or 0))
+    shown = coded[::-1] if apply_rotation and probe.get("turns", 0) % 2 else coded
     return VideoMetadata(
         num_frames=n,
         fps=fps,
         duration=duration,
-        width=int(probe.get("width") or cc.width or 0),
-        height=int(probe.get("height") or cc.height or 0),
+        width=shown[0],
+        height=shown[1],
         codec=cc.name,
         pix_fmt=str(probe.get("pix_fmt") or cc.pix_fmt or ""),
         keyframe_indices=idx.keyframe_indices(),
         rotation=int(probe.get("rotation") or 0),
         stream_index=stream_index,
+        coded_width=coded[0],
+        coded_height=coded[1],
+        mirrored=bool(probe.get("mirrored", False)),
     )
 
 
@@ -458,8 +426,8 @@ def _read_one(
     path: PathLike,
     indices: Sequence[int],
     size: Any,
-    color: str,
-    seek_mode: str,
+    color: Color,
+    seek_mode: SeekMode,
     threads: int | None,
     cache_dir: PathLike | None,
     verify: bool,
@@ -469,11 +437,11 @@ def _read_one(
 
 
 def read_clips(
-    requests: Iterable[tuple[PathLike, Sequence[int]]],
+    requests: Iterable[tuple[PathLike, Sequence[int]] | tuple[PathLike, Sequence[int], Any]],
     *,
     size: tuple[int, int] | None = None,
-    color: str = "rgb",
-    seek_mode: str = "exact",
+    color: Color = "rgb",
+    seek_mode: SeekMode = "exact",
     workers: int | None = None,
     cache_dir: PathLike | None = None,
     verify: bool = False,
@@ -481,7 +449,8 @@ def read_clips(
     """Decode ``(path, indices)`` requests on a thread pool; arrays in request order.
 
     Each request opens its own :class:`VideoReader` (one reader per thread) and
-    returns what ``get_frames(indices, size=, color=, seek_mode=)`` returns.
+    returns what ``get_frames(indices, size=, color=, seek_mode=)`` returns; a
+    request ``(path, indices, size)`` has a size of its own.
     ``workers``: threads (default: one per core; 1 decodes in the calling
     thread). ``verify``: as :class:`VideoReader`'s. The pool is created once
     per worker count and reused. The first
@@ -490,19 +459,19 @@ def read_clips(
     an index out of range. Any other exception is not the file's fault and
     propagates as it is.
     """
-    reqs = [(p, idx) for p, idx in requests]
+    reqs = [(r[0], r[1], r[2] if len(r) > 2 else size) for r in requests]
     if not reqs:
         return []
     setting = default_workers() if workers is None else max(1, int(workers))
     n_workers = min(setting, len(reqs))
     # with several videos in flight, FFmpeg threads inside each only oversubscribe the cores
     threads = 1 if n_workers > 1 else None
-    args = (size, color, seek_mode, threads, cache_dir, verify)
+    args = (color, seek_mode, threads, cache_dir, verify)
     if n_workers == 1:
-        return [_read_one(p, idx, *args) for p, idx in reqs]
+        return [_read_one(p, idx, sz, *args) for p, idx, sz in reqs]
     # keyed by the count asked for, not by this call's request count: one pool per setting
     pool = _runtime.pool("read", setting)
-    futures = [pool.submit(_read_one, p, idx, *args) for p, idx in reqs]
+    futures = [pool.submit(_read_one, p, idx, sz, *args) for p, idx, sz in reqs]
     results: list[np.ndarray] = []
     error: BaseException | None = None
     for fut in futures:

@@ -184,7 +184,9 @@ def short_video_policy(policy: str | ShortVideoPolicy) -> ShortVideoPolicy:
         return policy
     found = SHORT_VIDEO_POLICIES.get(policy) if isinstance(policy, str) else None
     if found is None:
-        _checks.one_of(policy, "short_video", SHORT_VIDEO_POLICIES)
+        raise ValueError(
+            f"short_video must be one of {list(SHORT_VIDEO_POLICIES)}. Received: {policy!r}"
+        )
     return found
 
 
@@ -321,7 +323,7 @@ class RandomClipSampler:
         return [start + k * self.frame_step for k in range(self.count)]
 
 
-SAMPLERS: dict[str, Callable[..., Sampler]] = {
+SAMPLERS: dict[str, Callable[..., Any]] = {
     "uniform": UniformSampler,
     "sliding": SlidingSampler,
     "random_clip": RandomClipSampler,

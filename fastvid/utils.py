@@ -136,19 +136,28 @@ def save_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
 def show_sample(
     gen: Any,
     index: int = 0,
-    path: str | os.PathLike[str] | None = None,
-    *,
     random: bool = False,
+    row_width: float = 22,
+    row_height: float = 5,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    show: bool | None = None,
     max_samples: int | None = None,
     cell_height: int | None = None,
     seed: int | None = None,
 ) -> np.ndarray:
-    """Draw batch ``index`` of a generator as a grid; write a PNG when ``path`` is given.
+    """Show batch ``index`` of a generator, keras-video-generators' way, and return it as a grid.
 
     Rows are the samples of the batch (at most ``max_samples``), columns their
-    frames, and each row is labelled with its class name (from ``gen.classes``
-    and the one-hot label). ``random=True`` picks a random batch instead
-    (``seed`` makes the pick reproducible), as keras-video-generators did.
+    frames, each labelled with its class name (from ``gen.classes`` and the
+    label). ``random=True`` picks a random batch instead (from ``seed``, else
+    NumPy's global generator), as keras-video-generators did.
+
+    ``show``: draw a matplotlib figure ``row_width`` inches wide and ``row_height``
+    inches per row and ``plt.show()`` it; None (default) does so when matplotlib is
+    installed and its backend can display (a desktop or a notebook, not a headless
+    ``agg``). ``path``: also write the grid as a PNG.
+
     Works with any object whose ``gen[i]`` returns ``(x, y)`` or ``x`` of shape
     ``(B, F, H, W, C)``. Returns the grid, RGB uint8 ``(height, width, 3)``.
     """
@@ -156,7 +165,8 @@ def show_sample(
     if total == 0:
         raise ValueError("the generator has no batch to show")
     if random:
-        index = int(np.random.default_rng(seed).integers(total))
+        index = int(np.random.default_rng(seed).integers(total) if seed is not None
+                    else np.random.randint(total))
     if not -total <= index < total:
         raise IndexError(f"batch {index} out of range: the generator has {total}")
     batch = gen[index]
@@ -169,7 +179,40 @@ def show_sample(
     if path is not None:
         written = save_png(path, grid)
         log.info("batch %d (%s) drawn to %s", index, "x".join(map(str, x.shape)), written)
+    if show or (show is None and can_display()):
+        _plot(x, names, row_width, row_height)
     return grid
+
+
+_NON_INTERACTIVE = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
+
+
+def can_display() -> bool:
+    """True when matplotlib is installed and its backend shows figures (not headless)."""
+    try:
+        import matplotlib  # noqa: PLC0415
+    except ImportError:
+        return False
+    return matplotlib.get_backend().lower() not in _NON_INTERACTIVE
+
+
+def _plot(x: np.ndarray, names: list[str], row_width: float, row_height: float) -> None:
+    """keras-video-generators' figure: one subplot per frame, titled with the class."""
+    try:
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        raise ImportError("show=True needs matplotlib: pip install matplotlib "
+                          "(or fastvid[plot])") from None
+    frames = to_uint8(x)
+    rows, cols = frames.shape[:2]
+    fig = plt.figure(figsize=(row_width, row_height * rows))
+    for r in range(rows):
+        for c in range(cols):
+            ax = fig.add_subplot(rows, cols, r * cols + c + 1)
+            ax.set_title(names[r])
+            ax.imshow(frames[r, c])
+            ax.axis("off")
+    plt.show()
 
 
 # --------------------------------------------------------------------------- fastvid preview
@@ -260,7 +303,8 @@ def preview_main(argv: list[str] | None = None) -> int:
             print(f"fastvid preview: no batch of {args.batch_size} from {args.glob_pattern!r} "
                   f"({len(gen.videos)} files)", file=sys.stderr)
             return 1
-        grid = show_sample(gen, args.index, args.output, cell_height=args.cell_height)
+        grid = show_sample(gen, args.index, path=args.output, show=False,
+                           cell_height=args.cell_height)
     except (OSError, ValueError, IndexError) as exc:
         print(f"fastvid preview: {exc}", file=sys.stderr)
         return 1

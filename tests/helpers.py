@@ -47,3 +47,22 @@ def faststart_copy(src: Path, dst: Path) -> Path:
                 packet.stream = stream_out
                 out.mux(packet)
     return dst
+
+
+def banded_video(path: Path, degrees: int = 0, n: int = 4) -> Path:
+    """96x48 frames (2:1): a red band on the left sixth, blue on the right, gray between
+    (a centred square crop keeps 8 gray columns on each side); stored with a display
+    rotation of ``degrees``."""
+    frame = np.full((48, 96, 3), 128, np.uint8)
+    frame[:, :16] = (255, 0, 0)
+    frame[:, 80:] = (0, 0, 255)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 48, "yuv420p"
+        stream.set_display_rotation(degrees)
+        for _ in range(n):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

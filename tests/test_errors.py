@@ -29,6 +29,7 @@ from fastvid import (
     VideoReader,
     VideoTooShortError,
 )
+from fastvid._convert import Converter
 from fastvid.reader import read_clips
 from fastvid.synth import make_video
 
@@ -103,7 +104,7 @@ def test_read_clips_lets_bugs_through_unchanged(clip, monkeypatch):
     def broken(self, frame, spec):
         raise MemoryError("out of memory while converting")
 
-    monkeypatch.setattr(VideoReader, "_convert", broken)
+    monkeypatch.setattr(Converter, "convert", broken)
     for workers in (1, 2):
         with pytest.raises(MemoryError):
             read_clips([(clip, [0, 1]), (clip, [2])], workers=workers)
@@ -118,7 +119,7 @@ def test_generator_keeps_a_file_that_hit_a_bug(clip, tmp_path, monkeypatch):
     gen = fastvid.VideoFrameGenerator(glob_pattern=str(tmp_path / "{classname}" / "*.avi"),
                                       nb_frames=2, target_shape=(16, 16), batch_size=2,
                                       shuffle=False, device="cpu", prefetch=False)
-    real = VideoReader._convert
+    real = Converter.convert
     calls = {"n": 0}
 
     def fail_once(self, frame, spec):
@@ -127,7 +128,7 @@ def test_generator_keeps_a_file_that_hit_a_bug(clip, tmp_path, monkeypatch):
             raise RuntimeError("a bug in fastvid")
         return real(self, frame, spec)
 
-    monkeypatch.setattr(VideoReader, "_convert", fail_once)
+    monkeypatch.setattr(Converter, "convert", fail_once)
     with pytest.raises(RuntimeError, match="a bug in fastvid"):
         gen[0]
     x, _ = gen[0]  # the file was not dropped from the dataset

@@ -347,7 +347,7 @@ def test_file_failing_mid_epoch_never_shrinks_a_batch(known, monkeypatch, caplog
 
     def flaky(requests, **kwargs):
         requests = list(requests)
-        for path, _ in requests:
+        for path, *_ in requests:
             if path == victim:
                 raise VideoError(path, "truncated (simulated)")
         return real(requests, **kwargs)

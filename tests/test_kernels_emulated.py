@@ -590,3 +590,29 @@ def test_cuda_backend_motion_over_stand_in(cuda_backend, method, dtype):
     assert not np.isnan(got).any()
     scale = 255.0 if dtype == np.uint8 else 1.0
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("aspect", ["crop", "pad"])
+@pytest.mark.parametrize("fmt", ["rgb", "yuv420p"])
+def test_aspect_ratio_kernel_matches_cpu_backend(emu_lib, fmt, aspect):
+    """crop/pad to the output's aspect ratio: the same sampling pass, the same numbers."""
+    rng = np.random.default_rng(21)
+    i420 = fmt == "yuv420p"
+    sources = [(40, 20), (16, 30)]  # (w, h): one wide, one tall, into a square output
+    clips = [smooth_clip(rng, 2, h, w, i420=i420) for w, h in sources]
+    want = ops.prepare(clips, size=(18, 18), augment=AUGMENT, seed=3, input_format=fmt,
+                       aspect=aspect, device="cpu")
+    mats = batch_matrices(sources, (18, 18), AUGMENT, make_rng(3), aspect)
+    dev = EmulatedDevice(emu_lib)
+    got = kernels.prepare_batch(dev, clips, height=18, width=18, color="rgb",
+                                rescale=1 / 255, matrices=mats, input_format=fmt,
+                                zero_outside=aspect == "pad")
+    dev.assert_all_written()
+    assert np.abs(got - want).max() <= CPU_TOL
+    if aspect == "pad":  # black where the picture is not, on both
+        from fastvid.ops.affine import outside_source
+
+        for k, (m, src) in enumerate(zip(mats, sources, strict=True)):
+            bars = outside_source(m, src, (18, 18))
+            assert bars.any() and not bars.all()
+            assert not got[k][:, bars].any() and not want[k][:, bars].any()

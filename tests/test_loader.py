@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import banded_video
 
 from fastvid import ClipLoader, sampling
 from fastvid.synth import MOTIONS, frame_indices, make_video
@@ -44,7 +45,8 @@ def test_from_source_every_kind_of_source(folder, kind, tmp_path):
         loader = ClipLoader.from_source(str(folder / "{classname}" / "*.avi"), **small())
     elif kind == "csv":
         csv = tmp_path / "list.csv"
-        csv.write_text("path,label\n" + "".join(f"{p},{c}\n" for p, c in zip(files, names)))
+        rows = "".join(f"{p},{c}\n" for p, c in zip(files, names, strict=True))
+        csv.write_text("path,label\n" + rows)
         loader = ClipLoader.from_source(csv, **small())
     else:
         loader = ClipLoader.from_source(files, labels=names, **small())
@@ -145,3 +147,39 @@ def test_argument_errors_name_the_parameter(folder):
         ClipLoader.from_source(folder, **small(short_video="pad"))
     with pytest.raises(TypeError, match="does not take"):
         ClipLoader.from_source(folder, **small(sampler_options={"frame_step": 2}))
+
+
+@pytest.mark.parametrize("degrees", [0, 90])
+def test_aspect_ratio_crop_and_pad(tmp_path, degrees):
+    path = banded_video(tmp_path / "bands.mp4", degrees)
+    opts = dict(num_frames=2, size=(32, 32), batch_size=1, device="cpu", shuffle=False,
+                rescale=1.0, label_mode=None)
+
+    def first_frame(aspect):
+        loader = ClipLoader([(path, 0)], classes=["c"], aspect=aspect, **opts)
+        return loader.batch(0)[0, 0]
+
+    red_minus_blue = lambda img: img[..., 0] - img[..., 2]  # noqa: E731
+    # the picture is 2:1 (1:2 shown when turned); the bands are along its long axis' ends
+    along = 1 if degrees == 0 else 0
+    stretched = red_minus_blue(first_frame("stretch"))
+    ends = (stretched.take(0, axis=along), stretched.take(-1, axis=along))
+    assert (np.abs(ends[0]) > 150).all() and (np.abs(ends[1]) > 150).all()
+    assert np.sign(ends[0].mean()) != np.sign(ends[1].mean())  # red at one end, blue at the other
+
+    cropped = first_frame("crop")  # the centred square: gray only
+    assert np.abs(red_minus_blue(cropped)).max() < 40
+    assert np.abs(cropped - 128).max() < 40
+
+    padded = first_frame("pad")  # the whole picture in 32x16 (16x32 turned), zeros around
+    across = 1 - along
+    zeros = [padded.take(range(0, 8), axis=across), padded.take(range(24, 32), axis=across)]
+    assert all(np.abs(z).max() == 0 for z in zeros)
+    inside = red_minus_blue(padded.take(range(9, 23), axis=across))
+    assert np.abs(inside.take(0, axis=along)).min() > 150  # both colour bands are kept
+    assert np.abs(inside.take(-1, axis=along)).min() > 150
+
+
+def test_aspect_ratio_option_is_checked(folder):
+    with pytest.raises(ValueError, match="aspect"):
+        ClipLoader.from_source(folder, aspect="fill", **small())

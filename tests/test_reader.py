@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from fastvid import VideoError, _runtime
 from fastvid import index as vindex
-from fastvid.errors import CorruptVideoError
+from fastvid.errors import CorruptVideoError, NotAMediaFileError
 from fastvid.reader import DecodeStats, VideoMetadata, VideoReader, read_clips
 from fastvid.sampling import uniform_indices
 from fastvid.synth import frame_index, frame_indices, make_video
@@ -163,6 +163,9 @@ def test_metadata_fields(videos):
         keyframe_indices=(0, 12, 24, 36, 48, 60),
         rotation=0,
         stream_index=0,
+        coded_width=64,
+        coded_height=48,
+        mirrored=False,
     )
     with pytest.raises(AttributeError):
         meta.num_frames = 3  # frozen
@@ -428,36 +431,104 @@ def test_interrupted_call_leaves_the_reader_usable(videos, monkeypatch):
     path, _ = videos["gop250_mp4"]
     with VideoReader(path) as reader:
         reader.get_frames([3])
-        real_convert = reader._convert
+        converter = reader._converter
+        real_convert = converter.convert
 
         def fail_once(frame, spec):
-            monkeypatch.setattr(reader, "_convert", real_convert)
+            monkeypatch.setattr(converter, "convert", real_convert)
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(reader, "_convert", fail_once)
+        monkeypatch.setattr(converter, "convert", fail_once)
         with pytest.raises(KeyboardInterrupt):
             reader.get_frames([120, 121, 122])
         assert frame_indices(reader.get_frames([121, 4, 260])) == [121, 4, 260]
 
 
-def test_rotation_is_reported_not_applied(tmp_path):
+def oriented_video(path: Path, degrees: int, hflip: bool, vflip: bool, n: int = 6) -> Path:
+    """64x48 frames drawn upright, stored with a display matrix that turns/mirrors them."""
     from fastvid.synth import draw_frame
 
-    path = tmp_path / "rotated.mp4"
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.set_display_rotation(90)
-        for i in range(6):
+        stream.set_display_rotation(degrees, hflip=hflip, vflip=vflip)
+        for i in range(n):
             frame = av.VideoFrame.from_ndarray(draw_frame(i, 64, 48), format="rgb24")
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+    return path
+
+
+def shown(coded: np.ndarray, degrees: int, hflip: bool, vflip: bool) -> np.ndarray:
+    """What a player shows (PyAV's convention: turn counter-clockwise, then mirror)."""
+    out = np.rot90(coded, degrees // 90)
+    if hflip:
+        out = out[:, ::-1]
+    return out[::-1] if vflip else out
+
+
+@pytest.mark.parametrize("degrees", [0, 90, 180, 270])
+@pytest.mark.parametrize(("hflip", "vflip"), [(False, False), (True, False), (False, True)])
+def test_frames_come_back_upright(tmp_path, degrees, hflip, vflip):
+    path = oriented_video(tmp_path / "o.mp4", degrees, hflip, vflip)
+    with VideoReader(path, apply_rotation=False) as coded_reader:
+        coded = coded_reader.get_frames([5, 1])
+        assert coded.shape == (2, 48, 64, 3) and frame_indices(coded) == [5, 1]
+        assert coded_reader.metadata.width == 64
     with VideoReader(path) as reader:
-        assert reader.metadata.rotation == 90
+        meta = reader.metadata
+        assert (meta.coded_width, meta.coded_height) == (64, 48)
+        turned = degrees in (90, 270)
+        assert (meta.width, meta.height) == ((48, 64) if turned else (64, 48))
         out = reader.get_frames([5, 1])
-        assert out.shape == (2, 48, 64, 3) and frame_indices(out) == [5, 1]
+        for k in range(2):
+            np.testing.assert_array_equal(out[k], shown(coded[k], degrees, hflip, vflip))
+        gray = reader.get_frames([5], color="gray")
+        assert gray.shape[1:3] == out.shape[1:3]
+        small = reader.get_frames([5], size=(20, 10))  # (height, width) as shown
+        assert small.shape == (1, 20, 10, 3)
+        yuv = reader.get_frames([5], color="yuv420p")
+        assert yuv.shape == (1, meta.height * 3 // 2, meta.width)
+
+
+def test_source_from_bytes_and_file_objects(videos):
+    import io
+
+    path, _ = videos["h264_bframes_mp4"]
+    with VideoReader(path) as reader:
+        want = reader.get_frames([40, 3, 71])
+    data = Path(path).read_bytes()
+    for source in (data, io.BytesIO(data), open(path, "rb")):  # noqa: SIM115
+        with VideoReader(source) as reader:
+            np.testing.assert_array_equal(reader.get_frames([40, 3, 71]), want)
+            assert len(reader) == 72
+        if hasattr(source, "close"):
+            source.close()
+    with VideoReader(data) as reader:
+        assert reader.path == f"<{len(data)} bytes>"
+    with pytest.raises(TypeError, match="path, bytes or a binary file object"):
+        VideoReader(12)
+    with pytest.raises(NotAMediaFileError, match="<4 bytes>"):
+        VideoReader(b"oops")
+
+
+def test_frames_at_times_and_timestamps(videos):
+    path, _ = videos["vfr_mkv"]  # variable frame rate: pts 1..~150 of 1/100 s, irregular
+    with VideoReader(path) as reader:
+        times = reader._index.frame_seconds(reader.metadata.fps)
+        reader.get_frames([0, 10, 49])
+        assert reader.last_timestamps == [times[0], times[10], times[49]]
+        mid = (times[10] + times[11]) / 2  # shown since frame 10
+        out = reader.get_frames_at_times([times[0], mid, times[11], times[49]])
+        assert reader.last_indices == [0, 10, 11, 49]
+        assert frame_indices(out) == [0, 10, 11, 49]
+        assert reader.last_timestamps == [times[0], times[10], times[11], times[49]]
+        with pytest.raises(IndexError, match="outside the video"):
+            reader.get_frames_at_times([times[0] - 0.5])
+        with pytest.raises(IndexError, match="outside the video"):
+            reader.get_frames_at_times([times[49] + 10])
 
 
 def test_one_reader_per_thread_in_parallel(videos):

@@ -61,7 +61,7 @@ class Command:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fastvid", "service", *args], stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            start_new_session=True)
+            start_new_session=True, env={**os.environ, svc.PARENT_ENV: str(os.getpid())})
         self.lines: list[str] = []
         self._ready = threading.Event()
         threading.Thread(target=self._drain, daemon=True).start()

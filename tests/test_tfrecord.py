@@ -241,6 +241,20 @@ def test_convert_videos_to_tfrecord_signature(dataset_dir, truth, tmp_path):
         tfrecord.convert_videos_to_tfrecord(str(source), str(tmp_path), color_depth="uint16")
 
 
+def test_convert_videos_to_tfrecord_seed_call_writes_flow(dataset_dir, truth, tmp_path):
+    """The seed's call, convert_videos_to_tfrecord(source, destination, n_videos_in_record,
+    n_frames_per_video, "*.avi"): video2tfrecord's default adds the flow as a 4th channel."""
+    source = dataset_dir / "left"
+    tfrecord.convert_videos_to_tfrecord(str(source), str(tmp_path), 6, 2, "*.avi",
+                                        width=40, height=30)
+    files = sorted(str(p) for p in tmp_path.glob("*.tfrecords"))
+    videos = seed_style_read(files, 2, 30, 40, 4, jpeg=False)
+    ordered = sorted(str(p) for p in source.glob("*.avi"))
+    assert len(videos) == len(ordered)
+    for path, video in zip(ordered, videos, strict=True):
+        assert [frame_index(f[..., :3]) for f in video] == uniform_indices(truth[path], 2)
+
+
 def example_set(examples) -> set:
     return {
         (m["path"], tuple(m["frame_indices"]), int(m["label"]), px.tobytes())

@@ -81,7 +81,7 @@ def test_show_sample_labels_each_row():
 def test_show_sample_writes_png(tmp_path):
     gen = FakeGenerator(channels=1)
     path = tmp_path / "sub dir" / "sample é.png"
-    grid = utils.show_sample(gen, 2, path, max_samples=1)
+    grid = utils.show_sample(gen, 2, path=path, max_samples=1)
     assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     back = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
     assert back.shape == grid.shape
@@ -97,6 +97,41 @@ def test_show_sample_random_and_bounds():
     assert np.array_equal(a, b)
     with pytest.raises(IndexError):
         utils.show_sample(gen, 3)
+    np.random.seed(11)  # without seed: NumPy's global generator, as keras-video-generators
+    c = utils.show_sample(gen, random=True)
+    np.random.seed(11)
+    assert np.array_equal(c, utils.show_sample(gen, random=True))
+
+
+def test_show_sample_plots_like_keras_video_generators(monkeypatch):
+    """keras-video-generators' call, show_sample(g, index, random, row_width, row_height):
+    one subplot per frame, titled with the class, a figure row_width x row_height per row."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("agg")
+    import matplotlib.pyplot as plt
+
+    assert not utils.can_display()  # agg: headless, nothing is shown by default
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
+    gen = FakeGenerator(batch_size=2, frames=4)
+    utils.show_sample(gen, 1)
+    assert not shown
+    monkeypatch.setattr(utils, "can_display", lambda: True)  # as on a desktop or a notebook
+    grid = utils.show_sample(gen, 1, False, 10, 3)
+    assert grid.ndim == 3 and len(shown) == 1
+    fig = shown[0]
+    assert tuple(fig.get_size_inches()) == (10, 6)  # row_width, row_height per sample row
+    axes = fig.get_axes()
+    assert len(axes) == 8
+    x, y = gen[1]
+    names = [gen.classes[int(k)] for k in y.argmax(axis=1)]
+    assert [ax.get_title() for ax in axes] == [names[0]] * 4 + [names[1]] * 4
+    for k, ax in enumerate(axes):  # each subplot holds its frame, in order
+        image = ax.get_images()[0].get_array()
+        assert frame_index(np.asarray(image)) == gen.frame_number(1, k // 4, k % 4)
+    plt.close("all")
 
 
 def test_to_uint8_ranges():
@@ -112,7 +147,7 @@ def test_show_sample_with_fastvid_generator(dataset_dir, tmp_path):
     gen = fastvid.VideoFrameGenerator(glob_pattern=str(dataset_dir / "{classname}" / "*.avi"),
                                       nb_frames=3, target_shape=(48, 64), batch_size=2,
                                       shuffle=False, device="cpu")
-    grid = utils.show_sample(gen, 0, tmp_path / "g.png")
+    grid = utils.show_sample(gen, 0, path=tmp_path / "g.png")
     x, _ = gen[0]
     got = cells(grid, rows=2, cols=3, cell_h=64, cell_w=85)
     for s in range(2):

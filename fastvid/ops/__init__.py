@@ -45,7 +45,7 @@ from fastvid.ops._methods import (
     MotionMethod,
     motion_method,
 )
-from fastvid.ops.affine import AugmentParams, batch_matrices, make_rng
+from fastvid.ops.affine import ASPECTS, AugmentParams, batch_matrices, make_rng
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ def prepare(
     augment: AugmentParams | None = None,
     seed: int | np.random.Generator | None = None,
     input_format: InputFormat = "rgb",
+    aspect: Literal["stretch", "crop", "pad"] = "stretch",
     device: Device = "auto",
 ) -> Any:
     """uint8 clips -> float32 batch ``(N, F, H, W, C)``, one sampling pass per frame.
@@ -124,6 +125,10 @@ def prepare(
         seed: int, ``np.random.Generator`` (advanced in place) or None; the same seed
             gives the same augmentation on every backend.
         input_format: ``"rgb"`` or ``"yuv420p"``.
+        aspect: ``"stretch"`` (each axis scaled to fit), ``"crop"`` (the largest centred
+            window of the output's shape, no distortion) or ``"pad"`` (the whole picture,
+            centred, no distortion, zeros around): Keras's ``crop_to_aspect_ratio`` and
+            ``pad_to_aspect_ratio``, in the same sampling pass.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
 
     Returns:
@@ -149,12 +154,13 @@ def prepare(
             frames = clip.shape[0]
         elif clip.shape[0] != frames:
             raise ValueError(f"clips must share the frame count: {frames} vs {clip.shape[0]}")
-    matrices = batch_matrices(sources, (width, height), augment, make_rng(seed))
+    _checks.one_of(aspect, "aspect", ASPECTS)
+    matrices = batch_matrices(sources, (width, height), augment, make_rng(seed), aspect)
     backend = get_backend(device)
     clip_list = [_on(backend, c) for c in clip_list]
     return backend.prepare(
         clip_list, height=height, width=width, color=color, rescale=float(rescale),
-        matrices=matrices, input_format=input_format,
+        matrices=matrices, input_format=input_format, zero_outside=aspect == "pad",
     )
 
 

@@ -42,9 +42,10 @@ class ComputeBackend(Protocol):
 
     def prepare(
         self, clips: Sequence[Any], *, height: int, width: int, color: str, rescale: float,
-        matrices: np.ndarray, input_format: InputFormat,
+        matrices: np.ndarray, input_format: InputFormat, zero_outside: bool,
     ) -> Any:
-        """uint8 clips -> float32 ``(N, F, height, width, C)`` in one sampling pass."""
+        """uint8 clips -> float32 ``(N, F, height, width, C)`` in one sampling pass; with
+        ``zero_outside``, output pixels sampled outside the source picture are 0."""
 
     def motion(
         self, frames: Any, method: MotionMethod, *, levels: int, winsize: int,

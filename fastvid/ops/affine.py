@@ -103,15 +103,67 @@ def draw_augmentations(
     return draws
 
 
-def resize_matrix(src_size: tuple[int, int], dst_size: tuple[int, int]) -> np.ndarray:
-    """The plain-resize matrix (2, 3) from output ``dst_size=(W, H)`` to source ``(w, h)``."""
+ASPECTS = ("stretch", "crop", "pad")
+
+
+def resize_matrix(
+    src_size: tuple[int, int], dst_size: tuple[int, int], aspect: str = "stretch"
+) -> np.ndarray:
+    """The resize matrix (2, 3) from output ``dst_size=(W, H)`` to source ``(w, h)``.
+
+    ``aspect``: ``"stretch"`` scales each axis on its own (the plain resize);
+    ``"crop"`` scales both alike so the output covers the largest centred window
+    of the source that has its shape; ``"pad"`` scales both alike so the whole
+    source fits, centred (the rest of the output is outside the source: see
+    :func:`outside_source`). Keras's ``crop_to_aspect_ratio`` and
+    ``pad_to_aspect_ratio``.
+    """
     (w, h), (W, H) = src_size, dst_size
     sx, sy = w / W, h / H
-    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]], np.float64)
+    if aspect == "crop":
+        sx = sy = min(sx, sy)
+    elif aspect == "pad":
+        sx = sy = max(sx, sy)
+    elif aspect != "stretch":
+        raise ValueError(f"aspect must be one of {ASPECTS}, got {aspect!r}")
+    # half-pixel centres, and the scaled output window centred on the source
+    ox = 0.5 * sx - 0.5 + (w - W * sx) / 2
+    oy = 0.5 * sy - 0.5 + (h - H * sy) / 2
+    return np.array([[sx, 0.0, ox], [0.0, sy, oy]], np.float64)
+
+
+def decode_size(
+    src_hw: tuple[int, int], dst_hw: tuple[int, int], aspect: str
+) -> tuple[int, int]:
+    """``(height, width)`` to decode a ``src_hw`` picture at, to ``aspect``-resize it to ``dst_hw``.
+
+    ``"stretch"`` decodes at ``dst_hw`` itself. ``"crop"`` and ``"pad"`` keep the
+    source's shape, scaled to cover (crop) or fit in (pad) the output, so the
+    decoder never squashes the picture and the sampling pass only crops or pads;
+    both sides even (I420 needs them so) and at least 2.
+    """
+    (h, w), (H, W) = src_hw, dst_hw
+    if aspect == "stretch" or h <= 0 or w <= 0:
+        return H, W
+    scale = max(H / h, W / w) if aspect == "crop" else min(H / h, W / w)
+    rounder = math.ceil if aspect == "crop" else round
+    return tuple(max(2, 2 * int(rounder(v * scale / 2))) for v in (h, w))  # type: ignore[return-value]
+
+
+def outside_source(matrix: np.ndarray, src_size: tuple[int, int], dst_size: tuple[int, int]):
+    """bool ``(H, W)``: output pixels whose sample point lies outside the source picture
+    (beyond its pixels' outer edges); with ``aspect="pad"`` they are zero."""
+    (w, h), (W, H) = src_size, dst_size
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
+    m = np.asarray(matrix, np.float32)
+    sx = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
+    sy = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
+    return (sx < -0.5) | (sx > w - 0.5) | (sy < -0.5) | (sy > h - 0.5)
 
 
 def draw_matrix(
-    src_size: tuple[int, int], dst_size: tuple[int, int], draw: AugmentDraw
+    src_size: tuple[int, int], dst_size: tuple[int, int], draw: AugmentDraw,
+    aspect: str = "stretch",
 ) -> np.ndarray:
     """The sampling matrix (2, 3) for one drawn augmentation.
 
@@ -121,7 +173,7 @@ def draw_matrix(
     followed by the plain resize.
     """
     W, H = dst_size
-    resize = resize_matrix(src_size, dst_size)
+    resize = resize_matrix(src_size, dst_size, aspect)
     if draw.is_identity:
         return resize
     cx, cy = (W - 1) / 2.0, (H - 1) / 2.0
@@ -169,6 +221,7 @@ def batch_matrices(
     dst_size: tuple[int, int],
     augment: AugmentParams | None,
     rng: np.random.Generator | None,
+    aspect: str = "stretch",
 ) -> np.ndarray:
     """Like :func:`sequence_matrices` for sequences of different source sizes.
 
@@ -177,7 +230,7 @@ def batch_matrices(
     draws = draw_augmentations(augment, rng, len(src_sizes))
     out = np.empty((len(src_sizes), 2, 3), np.float64)
     for i, (size, d) in enumerate(zip(src_sizes, draws, strict=True)):
-        out[i] = draw_matrix(size, dst_size, d)
+        out[i] = draw_matrix(size, dst_size, d, aspect)
     return out
 
 

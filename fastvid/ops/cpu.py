@@ -40,7 +40,7 @@ from fastvid import _runtime
 from fastvid._arrays import empty_aligned
 from fastvid.ops import flow as flowmod
 from fastvid.ops._methods import BLUR_KSIZE, GRAY_WEIGHTS, MotionMethod
-from fastvid.ops.affine import is_plain_resize
+from fastvid.ops.affine import is_plain_resize, outside_source
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ def prepare(
     rescale: float,
     matrices: np.ndarray,
     input_format: str,
+    zero_outside: bool = False,
 ) -> np.ndarray:
     """Backend entry of :func:`fastvid.ops.prepare` (arguments already validated)."""
     num_frames = clips[0].shape[0]
@@ -113,11 +114,12 @@ def prepare(
     sampled_c = 1 if (yuv and color == "gray") else 3
     scale = np.float32(rescale)
     gray_w = np.array(GRAY_WEIGHTS, np.float32) * scale
-    plain = []
+    plain, outside = [], []
     for clip, m in zip(clips, matrices, strict=True):
         w = clip.shape[2]
         h = clip.shape[1] * 2 // 3 if yuv else clip.shape[1]
         plain.append(is_plain_resize(m, (w, h), (width, height)))
+        outside.append(outside_source(m, (w, h), (width, height)) if zero_outside else None)
     if color == "rgb" and not yuv and all(plain):
         if all(c.shape[1:3] == (height, width) for c in clips):
             # frames already at the output size (decoded or cached so): resampling would only
@@ -152,6 +154,8 @@ def prepare(
                     flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                     borderMode=cv2.BORDER_REPLICATE,
                 )
+            if outside[n] is not None:
+                dst[outside[n]] = 0  # padding: what lies beyond the picture is black
             target = out[n, f]
             if sampled_c == 1:
                 np.multiply(dst, scale, out=target[..., 0])
@@ -304,7 +308,7 @@ class CpuBackend:
         return "rgb"  # the decoder's own converter is the fastest route to RGB on a CPU
 
     def prepare(self, clips: Sequence[Any], **kwargs: Any) -> np.ndarray:
-        return prepare(clips, **kwargs)
+        return prepare(clips, **kwargs)  # zero_outside included
 
     def motion(self, frames: Any, method: MotionMethod, **kwargs: Any) -> np.ndarray:
         return motion(frames, method, **kwargs)

@@ -133,6 +133,7 @@ def prepare(
     rescale: float,
     matrices: np.ndarray,
     input_format: str,
+    zero_outside: bool = False,
 ) -> cupy.ndarray:
     """Backend entry of :func:`fastvid.ops.prepare` (arguments already validated).
 
@@ -153,6 +154,7 @@ def prepare(
                 rescale=rescale,
                 matrices=matrices,
                 input_format=input_format,
+                zero_outside=zero_outside,
             )
     finally:
         dev.finish()

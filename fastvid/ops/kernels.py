@@ -206,6 +206,7 @@ def prepare_batch(
     rescale: float,
     matrices: np.ndarray,
     input_format: str,
+    zero_outside: bool = False,
 ) -> Any:
     """The GPU ``prepare`` (backend interface of :mod:`fastvid.ops`): one upload of all
     clips' bytes, one launch. Returns a device array ``(N, F, H, W, C)`` float32."""
@@ -217,7 +218,7 @@ def prepare_batch(
     out = dev.empty((len(clips), num_frames, height, width, channels), np.float32)
     kernel = "prepare_i420" if input_format == "yuv420p" else "prepare_rgb"
     args = [src, dev.to_device(offsets), dev.to_device(sizes), dev.to_device(mats)]
-    args += [len(clips), num_frames, width, height, channels, rescale, out]
+    args += [len(clips), num_frames, width, height, channels, int(zero_outside), rescale, out]
     dev.launch(kernel, out.size, args)
     return out
 

@@ -35,6 +35,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 60.0
+# environment variable naming the pid whose death stops a server (see WorkerProcess)
+PARENT_ENV = "FASTVID_SERVICE_PARENT"
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"}
 # the dispatcher's version call: cheap, and only a tf.data dispatcher implements it
 _PROBE_METHOD = "/tensorflow.data.DispatcherService/GetVersion"
@@ -237,16 +239,21 @@ def serve(server: Any, what: str, *, stop_event: threading.Event | None = None,
         received.append(signum)
         stop.set()
 
+    # set by WorkerProcess: a child whose parent died (a killed test run) stops too
+    parent = int(os.environ.get(PARENT_ENV, "0") or 0)
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if on_ready is not None:
             on_ready()
         while not stop.wait(0.25):
-            pass
+            if parent and os.getppid() != parent:
+                break
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
     why = signal.Signals(received[0]).name if received else "stop requested"
+    if not received and not stop.is_set():
+        why = "the process that started it is gone"
     log.info("%s: %s, stopping", what, why)
     stop_server(server)
     log.info("%s stopped", what)
@@ -261,8 +268,9 @@ class WorkerProcess:
 
     The child runs in its own session (process group), so :meth:`stop` and :meth:`kill`
     reach everything it started; use it as a context manager so that it is stopped
-    however the block ends. The constructor returns once the worker is registered, or
-    raises :class:`ServiceError` with the child's last output after ``timeout``.
+    however the block ends. It also stops by itself when this process dies. The
+    constructor returns once the worker is registered, or raises :class:`ServiceError`
+    with the child's last output after ``timeout``.
     """
 
     def __init__(self, dispatcher: str, port: int = 0, *, timeout: float = DEFAULT_TIMEOUT_S,
@@ -277,7 +285,8 @@ class WorkerProcess:
         self._ready = threading.Event()
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True, start_new_session=True, env={**os.environ, **(env or {})},
+            text=True, start_new_session=True,
+            env={**os.environ, PARENT_ENV: str(os.getpid()), **(env or {})},
         )
         threading.Thread(target=self._drain, daemon=True, name="fastvid-worker-log").start()
         self._ready.wait(timeout + 30)

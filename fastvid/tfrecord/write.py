@@ -624,7 +624,7 @@ def convert_videos_to_tfrecord(
     n_videos_in_record: int = 10,
     n_frames_per_video: int | str = "all",
     file_suffix: str = "*.mp4",
-    dense_optical_flow: bool = False,
+    dense_optical_flow: bool = True,
     width: int = 1280,
     height: int = 720,
     color_depth: str = "uint8",
@@ -636,7 +636,9 @@ def convert_videos_to_tfrecord(
     ``width`` x ``height`` and written ``n_videos_in_record`` per file
     (``batch-....tfrecords``) with video2tfrecord's features ``blob/<i>``, ``height``,
     ``width``, ``depth`` (JPEG frames, or raw uint8 with the flow as 4th channel when
-    ``dense_optical_flow``). Unlike the original, frames are spread uniformly, a bad
+    ``dense_optical_flow``, on by default as in video2tfrecord's code, so the seed's
+    five-argument call writes the same records). Unlike the original, frames are spread
+    uniformly, a bad
     video is reported instead of stopping the run, and a restart resumes.
     Only ``color_depth="uint8"`` exists (decoded video is 8-bit).
     """
