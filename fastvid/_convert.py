@@ -8,6 +8,7 @@ result is then turned upright (:mod:`fastvid._orientation`), so a requested
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,11 +55,22 @@ def output_spec(size: Any, color: str, shown: tuple[int, int]) -> Output:
 
 
 class Converter:
-    """Converts a reader's pictures; ``turns``/``mirrored`` show them upright."""
+    """Converts a reader's pictures; ``turns``/``mirrored`` show them upright.
+
+    Thread-safe: each thread converts with its own swscale context (a reader's
+    parallel decoders convert their pictures as they come).
+    """
 
     def __init__(self, path: str, turns: int = 0, mirrored: bool = False) -> None:
         self.path, self.turns, self.mirrored = path, turns, mirrored
-        self._reformatter = VideoReformatter()
+        self._local = threading.local()
+
+    @property
+    def _reformatter(self) -> VideoReformatter:
+        found = getattr(self._local, "reformatter", None)
+        if found is None:
+            found = self._local.reformatter = VideoReformatter()
+        return found
 
     def convert(self, frame: Any, spec: Output) -> np.ndarray:
         width, height = spec.width, spec.height

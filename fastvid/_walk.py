@@ -25,8 +25,10 @@ A demuxer that does not give the packet expected raises
 from __future__ import annotations
 
 import logging
+import threading
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Executor, wait
 from typing import Any
 
 import av
@@ -44,6 +46,10 @@ Sink = Callable[[int, Any], None]  # (frame index, av.VideoFrame)
 
 class Anomaly(Exception):
     """The pictures contradict what the index says about the file."""
+
+
+class Cancelled(Exception):
+    """A walk stopped because its call was interrupted (a parallel part)."""
 
 
 def frame_facts(frame: Any) -> dict[str, Any]:
@@ -125,6 +131,85 @@ def plan(
     return intervals
 
 
+def split_groups(
+    index: _index.PacketIndex, targets: Sequence[int], keyframes_only: bool, parts: int
+) -> tuple[list[list[int]], int]:
+    """``targets`` cut into at most ``parts`` runs of whole keyframe groups, consecutive in
+    the file and balanced by the packets each decodes; and the packets to decode in all.
+
+    A group is the targets decoded from one keyframe (in keyframe mode, each target).
+    Fewer runs than ``parts`` come back when there are fewer groups.
+    """
+    ordered = np.asarray(sorted(targets), np.int64)
+    positions = index.frame_pkt[ordered]
+    if keyframes_only:
+        anchors = positions
+    else:
+        anchors = np.array([index.anchor(int(p)) for p in positions], np.int64)
+    starts, group_of = np.unique(anchors, return_inverse=True)
+    ends = np.full(len(starts), -1, np.int64)
+    np.maximum.at(ends, group_of, positions)
+    # groups that overlap (a group reaching past the next one's keyframe: open GOPs) stay
+    # in one part, so that no packet is decoded twice
+    unit = np.concatenate([[0], np.cumsum(starts[1:] > np.maximum.accumulate(ends)[:-1])])
+    group_of = unit[group_of]
+    firsts = np.r_[0, np.flatnonzero(np.diff(unit)) + 1]
+    starts, ends = starts[firsts], np.maximum.reduceat(ends, firsts)
+    costs = ends - starts + 1
+    total = int(costs.sum())
+    if parts < 2 or len(starts) < 2:
+        return [ordered.tolist()], total
+    # group g goes to the part its middle falls in, cutting the work into equal shares
+    middles = np.cumsum(costs) - costs / 2
+    part_of_group = np.minimum((middles * parts / total).astype(np.int64), parts - 1)
+    part_of_target = part_of_group[group_of]
+    runs = [ordered[part_of_target == k].tolist() for k in range(parts)]
+    return [run for run in runs if run], total
+
+
+def decode_parts(
+    demuxers: Sequence[Demuxer], parts: Sequence[Sequence[int]], sink: Sink,
+    decoded_pts: list[Any], *, keyframes_only: bool, executor: Executor,
+) -> tuple[set[int], set[int]]:
+    """Each part of the targets (:func:`split_groups`) walked on its own demuxer, at once.
+
+    Returns the frames done and those whose checksum did not match. Raises
+    :class:`Anomaly` or :class:`fastvid._demux.Desync` from a part after every part
+    stopped; when the calling thread is interrupted, stops the parts first.
+    """
+    cancel = threading.Event()
+
+    def run(demux: Demuxer, part: Sequence[int]) -> Walk:
+        walk = Walk(demux, part, sink, decoded_pts, cancel)
+        try:
+            walk.seeking(keyframes_only)
+        except BaseException:
+            demux.forget_position()
+            raise
+        return walk
+
+    futures = [executor.submit(run, d, p) for d, p in zip(demuxers, parts, strict=False)]
+    try:
+        wait(futures, return_when=FIRST_EXCEPTION)
+    except BaseException:  # interrupted: no part may go on writing into the caller's arrays
+        cancel.set()
+        wait(futures)
+        raise
+    cancel.set()  # a part failed (the call falls back): the others need not finish
+    wait(futures)
+    errors = [e for f in futures if (e := f.exception()) is not None]
+    for error in errors:
+        if not isinstance(error, Cancelled):  # the first part that failed, in file order
+            raise error
+    done: set[int] = set()
+    mismatched: set[int] = set()
+    for future in futures:
+        walk = future.result()
+        done |= walk.done
+        mismatched |= walk.mismatched
+    return done, mismatched
+
+
 class Walk:
     """One request's decoding on one :class:`Demuxer`; pictures of ``targets`` go to ``sink``.
 
@@ -133,9 +218,11 @@ class Walk:
     """
 
     def __init__(
-        self, demux: Demuxer, targets: Sequence[int], sink: Sink, decoded_pts: list[Any]
+        self, demux: Demuxer, targets: Sequence[int], sink: Sink, decoded_pts: list[Any],
+        cancel: threading.Event | None = None,
     ) -> None:
         self.demux = demux
+        self._cancel = cancel
         self.index = demux.index
         self.targets = set(targets)
         self.done: set[int] = set()
@@ -238,6 +325,8 @@ class Walk:
                 self._begin(start)
                 running = True
             for p in range(start, end + 1):
+                if self._cancel is not None and self._cancel.is_set():
+                    raise Cancelled
                 packet = demux.take(p)
                 decode = not nonref or p in tpos
                 self._feed(p, packet, decode, anchor=p == start)

@@ -53,6 +53,11 @@ from fastvid.ops import (
 
 log = logging.getLogger(__name__)
 
+# Keras's threads building batches during fit when the user sets none: two keep the next
+# batches decoding (each on all cores, through the reader's shared pool) while the model
+# trains, in the order Keras asks, which its shuffling makes unguessable
+FIT_WORKERS = 2
+
 __all__ = [
     "METHOD_ABS_DIFF",
     "METHOD_DIFF_MASK",
@@ -250,9 +255,9 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
         num_threads: decoding threads per batch (None: one per core).
         augment: :class:`fastvid.AugmentParams`: one warp per frame (CPU or GPU) of
             the frames decoded at the target size, the same draw for a whole sequence.
-        prefetch: build the next batch in a background thread while the model
-            uses this one. None (default) does so when batches are read in order
-            from the main thread and Keras runs no workers of its own.
+        prefetch: build the next batch in a background thread while this one is used.
+            None (default) does so for batches read in order from the main thread (a
+            plain loop); under ``fit``, Keras's ``workers`` build batches ahead instead.
         verify: decode every file fully when indexing it, so damage anywhere in a
             file is known before its first batch (``fastvid.VideoReader(verify=True)``).
         paths: instead of ``glob_pattern``: a list of video paths (with ``labels``), a
@@ -270,7 +275,12 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
         crop_to_aspect_ratio: take the largest centred window of ``target_shape``'s
             shape instead of squashing the picture (Keras's name).
         pad_to_aspect_ratio: keep the whole picture undistorted, zeros around.
-        workers, use_multiprocessing, max_queue_size: as ``keras.utils.PyDataset``.
+        workers: Keras's threads (processes with ``use_multiprocessing``) that build
+            batches ahead of the model in ``fit``/``evaluate``/``predict``, in the order
+            Keras asks for them (``fit`` shuffles the batch order). None (default):
+            ``FIT_WORKERS`` threads, so decoding overlaps training on every backend; 1:
+            Keras asks for each batch when the model needs it.
+        use_multiprocessing, max_queue_size: as ``keras.utils.PyDataset``.
     """
 
     _sampler: str = "uniform"
@@ -308,7 +318,7 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
         frame_step: int | None = None,
         crop_to_aspect_ratio: bool = False,
         pad_to_aspect_ratio: bool = False,
-        workers: int = 1,
+        workers: int | None = None,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
         _part: tuple[str, ClipLoader, _Data] | None = None,
@@ -316,6 +326,8 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
     ) -> None:
         if kwargs:
             raise TypeError(f"unexpected arguments: {', '.join(sorted(kwargs))}")
+        if workers is None:
+            workers = FIT_WORKERS
         super().__init__(
             workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
         )
@@ -461,13 +473,10 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
     def _prefetching(self) -> bool:
         if self.prefetch is not None:
             return self.prefetch
-        # Keras workers (threads or processes) already overlap batches; tf.data's
-        # generator thread does too. Prefetch only for plain loops in the main thread.
-        return (
-            self.workers <= 1
-            and not self.use_multiprocessing
-            and threading.current_thread() is threading.main_thread()
-        )
+        # Keras's workers (threads or processes) and tf.data's generator thread already
+        # build batches ahead, in their order; prefetch for plain loops in the main thread
+        in_main = threading.current_thread() is threading.main_thread()
+        return in_main and not self.use_multiprocessing
 
     def __repr__(self) -> str:
         return (

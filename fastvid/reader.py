@@ -19,7 +19,10 @@ frame, it raises :class:`fastvid.CorruptVideoError`.
 Threading: a :class:`VideoReader` serves one thread at a time (calls from
 several threads are serialised by a lock, never run concurrently); open one
 reader per thread to decode in parallel. PyAV releases the GIL while
-decoding, so :func:`read_clips` decodes the videos of a batch on a thread pool.
+decoding, so :func:`read_clips` decodes the videos of a batch on a thread pool,
+and one call whose targets fall into several keyframe groups decodes the groups
+on several decoders at once (each walking its groups as above, every picture
+checked the same way).
 """
 
 from __future__ import annotations
@@ -35,9 +38,9 @@ import numpy as np
 
 from fastvid import _convert, _runtime
 from fastvid import index as _index
-from fastvid._demux import Demuxer, Source
+from fastvid._demux import Demuxer, Desync, Source
 from fastvid._indexer import Indexer
-from fastvid._walk import Anomaly, decode_targets
+from fastvid._walk import Anomaly, decode_parts, decode_targets, split_groups
 from fastvid.errors import CorruptVideoError, VideoError
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,10 @@ Color = Literal["rgb", "bgr", "gray", "yuv420p"]
 SeekMode = Literal["exact", "keyframe"]
 COLORS = _convert.COLORS
 INDEX_CACHE_ENV = _runtime.ENV_INDEX_CACHE  # default cache_dir of every reader
+
+# Decode one call's keyframe groups on several decoders only when the work is this large
+# (pixels x packets to decode): below it, opening more decoders costs more than it saves.
+PARALLEL_MIN_WORK = 40_000_000
 SEEK_MODES = ("exact", "keyframe")
 
 
@@ -128,6 +135,12 @@ class VideoReader:
     gains there) and FFmpeg's automatic frame threading otherwise; ``0`` always
     asks for the latter.
 
+    ``decoders``: decoders working on one call at once. A call whose targets fall
+    into several keyframe groups decodes them on up to this many decoders in
+    parallel (one thread each), when the work is large enough to pay for it.
+    ``None``: one per core, except inside :func:`read_clips`' pool (which
+    already decodes several files at once); 1: one decoder, as ever.
+
     ``apply_rotation``: return frames upright, as players show them, applying
     the stream's display matrix (quarter turns and mirroring; ``metadata``
     ``width``/``height`` are then the shown size); False returns them as coded.
@@ -155,8 +168,15 @@ class VideoReader:
         threads: int | None = None,
         verify: bool = False,
         apply_rotation: bool = True,
+        decoders: int | None = None,
     ) -> None:
+        if decoders is not None and (not isinstance(decoders, int) or decoders < 1):
+            raise ValueError(f"decoders must be a positive integer or None. Received: "
+                             f"{decoders!r}")
         source = Source(source)
+        self._source = source
+        self._decoders = decoders
+        self._parts: list[Demuxer] = []  # the extra decoders of parallel calls, kept open
         self.path = source.path
         self.stats = DecodeStats()
         self.last_indices: list[int] = []
@@ -219,6 +239,12 @@ class VideoReader:
         with self._lock:
             self._closed = True
             self._demux.close()
+            self._close_parts()
+
+    def _close_parts(self) -> None:
+        for demux in self._parts:
+            demux.close()
+        self._parts = []
 
     def get_frames(
         self,
@@ -254,6 +280,7 @@ class VideoReader:
             if os.getpid() != self._pid:  # a forked child: its own file descriptor
                 self._pid = os.getpid()
                 self._demux.reopen()
+                self._close_parts()
             promised = self.metadata.num_frames
             try:
                 return self._get(indices, out_spec, seek_mode)
@@ -307,12 +334,10 @@ class VideoReader:
             slots.setdefault(i, []).append(k)
         converted: set[int] = set()
 
-        def sink(i: int, frame: Any) -> None:
+        def sink(i: int, frame: Any) -> None:  # called from the parallel decoders' threads too
             first, *rest = slots[i]
             out[first] = self._converter.convert(frame, out_spec)
-            if i not in converted:  # a verified retry converts a frame again: count it once
-                converted.add(i)
-                self.stats.frames_converted += 1
+            converted.add(i)  # a verified retry converts a frame again: count it once
             for k in rest:
                 out[k] = out[first]
 
@@ -323,6 +348,8 @@ class VideoReader:
             except BaseException:
                 self._demux.forget_position()  # interrupted mid-walk: start clean next time
                 raise
+            finally:
+                self.stats.frames_converted += len(converted)
         self.last_indices = list(wanted)
         times = self._index.frame_seconds(self.metadata.fps)
         self.last_timestamps = [float(times[i]) for i in wanted]
@@ -332,8 +359,10 @@ class VideoReader:
 
     def _decode(self, targets: list[int], sink: Any, *, keyframes_only: bool) -> None:
         try:
-            self._fallbacks += decode_targets(self._demux, targets, sink, self._decoded_pts,
-                                              keyframes_only=keyframes_only)
+            rest = self._decode_in_parts(targets, sink, keyframes_only)
+            if rest:
+                self._fallbacks += decode_targets(self._demux, rest, sink, self._decoded_pts,
+                                                  keyframes_only=keyframes_only)
         except Anomaly as exc:
             if self._index.mode != _index.MODE_PTS:
                 raise CorruptVideoError(
@@ -343,6 +372,47 @@ class VideoReader:
             self._use_index(self._indexer.rebuild(self._index, str(exc)))
             self._demux.forget_position()
             raise _Reindexed from exc
+
+    def _decoder_count(self) -> int:
+        if self._decoders is not None:
+            return self._decoders
+        if _runtime.on_pool_thread("read") or _runtime.on_pool_thread("gop"):
+            return 1  # the pool already keeps the cores busy with other files
+        return min(8, _runtime.default_threads())
+
+    def _decode_in_parts(self, targets: list[int], sink: Any, keyframes_only: bool) -> list[int]:
+        """Decode the targets' keyframe groups on several decoders at once, when that pays;
+        the targets left for the one-decoder path (all of them when it does not pay, or
+        when a part found the index wrong: that path then says how)."""
+        count, idx = self._decoder_count(), self._index
+        if count < 2 or idx.mode != _index.MODE_PTS or not self._demux.strict:
+            return targets  # damaged or renumbered files: the one path that handles them
+        pixels = self.metadata.coded_width * self.metadata.coded_height
+        if pixels * idx.num_packets < PARALLEL_MIN_WORK:
+            return targets  # even decoding the whole file would not pay (short clips)
+        parts, work = split_groups(idx, targets, keyframes_only, count)
+        if len(parts) < 2 or work * pixels < PARALLEL_MIN_WORK:
+            return targets
+        while len(self._parts) < len(parts):  # one thread each: the parts share the cores
+            demux = Demuxer(self._source, self._stream_index, 1, DecodeStats())
+            self._parts.append(demux)
+        demuxers = self._parts[: len(parts)]
+        for demux in demuxers:
+            demux.index = idx
+        try:
+            done, _ = decode_parts(demuxers, parts, sink, self._decoded_pts,
+                                   keyframes_only=keyframes_only,
+                                   executor=_runtime.pool("gop", count))
+        except (Anomaly, Desync) as exc:
+            log.debug("%s: a parallel part failed (%s); decoding on one decoder", self.path,
+                      exc)
+            return targets
+        finally:
+            for demux in demuxers:
+                self.stats.frames_decoded += demux.stats.frames_decoded
+                self.stats.seeks += demux.stats.seeks
+                demux.stats.reset()
+        return sorted(set(targets) - done)  # frames not produced, or not matching checksums
 
 
 # ---------------------------------------------------------------------- requests

@@ -21,6 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastvid import VideoError, _runtime
+from fastvid import reader as reader_module
+from fastvid._walk import split_groups
 from fastvid import index as vindex
 from fastvid.errors import CorruptVideoError, NotAMediaFileError
 from fastvid.reader import DecodeStats, VideoMetadata, VideoReader, read_clips
@@ -571,6 +573,91 @@ def test_shared_reader_calls_are_serialised(videos):
         for t in threads:
             t.join()
     assert not errors
+
+
+# ---------------------------------------------------------------- keyframe groups in parallel
+
+
+@pytest.fixture
+def parallel_always(monkeypatch):
+    """Parallel decoders even for these tiny videos (the work threshold is for speed only)."""
+    monkeypatch.setattr(reader_module, "PARALLEL_MIN_WORK", 0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_groups_decoded_in_parallel_are_the_same_frames(videos, name, parallel_always):
+    path, offset = videos[name]
+    ref = sequential(path)
+    n = len(ref)
+    order = np.random.default_rng(1).permutation(n)
+    with VideoReader(path, decoders=3) as reader:
+        for indices in (order, order[: max(3, n // 7)], np.array(uniform_indices(n, 8))):
+            reader.stats.reset()
+            out = reader.get_frames(indices)
+            for k, i in enumerate(indices):
+                assert np.array_equal(out[k], ref[i]), f"frame {i} differs"
+            unique = set(indices.tolist())
+            assert reader.stats.frames_converted == len(unique) and reader._fallbacks == 0
+            if reader._index.mode == vindex.MODE_PTS:
+                decoded = reader._decoded_pts
+                assert len(decoded) == len(set(decoded)), "a frame was decoded twice"
+                slack = len(reader._parts) if name.endswith("_ts") else 0
+                assert reader.stats.seeks <= groups(reader, unique) + slack
+                parts, _ = split_groups(reader._index, sorted(unique), False, 3)
+                if len(parts) >= 2:  # groups that do not overlap (open GOPs overlap)
+                    assert reader._parts, "the groups were not decoded in parallel"
+        keys = reader.get_frames(uniform_indices(n, 6), seek_mode="keyframe")
+        assert frame_indices(keys) == [offset + i for i in reader.last_indices]
+
+
+def test_parallel_part_that_desyncs_falls_back_to_one_decoder(videos, parallel_always,
+                                                              monkeypatch):
+    from fastvid import _walk
+    from fastvid._demux import Desync
+
+    path, _ = videos["gop250_mp4"]
+    real = _walk.Walk.seeking
+    calls = {"parts": 0}
+
+    def second_part_desyncs(self, keyframes_only):
+        if self._cancel is not None:  # a parallel part
+            calls["parts"] += 1
+            if min(self.targets) > 150:
+                raise Desync("simulated: the demuxer gave another packet")
+        return real(self, keyframes_only)
+
+    monkeypatch.setattr(_walk.Walk, "seeking", second_part_desyncs)
+    targets = [5, 100, 260, 290]
+    with VideoReader(path, decoders=2) as reader:
+        assert frame_indices(reader.get_frames(targets)) == targets
+        assert calls["parts"] == 2 and reader._fallbacks == 0
+
+
+def test_no_parallel_decoders_inside_read_clips_pool(videos, parallel_always):
+    path, _ = videos["gop250_mp4"]
+    seen = []
+    real = reader_module.VideoReader._decode_in_parts
+
+    def spy(self, targets, sink, keyframes_only):
+        seen.append(self._decoder_count())
+        return real(self, targets, sink, keyframes_only)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(reader_module.VideoReader, "_decode_in_parts", spy):
+        clips = read_clips([(path, [1, 260]), (path, [2, 270])], workers=2)
+        assert [frame_indices(c) for c in clips] == [[1, 260], [2, 270]]
+        assert seen == [1, 1]  # the pool already decodes several files at once
+        seen.clear()
+        read_clips([(path, [1, 260])])  # one request: decoded in the caller, in parallel
+        assert seen and seen[0] >= 1
+
+
+def test_decoders_argument_is_checked(videos):
+    path, _ = videos["gop250_mp4"]
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="decoders"):
+            VideoReader(path, decoders=bad)
 
 
 # ---------------------------------------------------------------- index cache
