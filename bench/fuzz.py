@@ -41,33 +41,59 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=fuzz.DEFAULT_JOBS, help="cases run at once")
     p.add_argument(
-        "--timeout", type=float, default=fuzz.DEFAULT_TIMEOUT,
+        "--timeout",
+        type=float,
+        default=fuzz.DEFAULT_TIMEOUT,
         help="seconds per case before it counts as a hang (raised per source to "
         f"--slow-factor x its clean time; default {fuzz.DEFAULT_TIMEOUT:.0f})",
     )
     p.add_argument("--slow-factor", type=float, default=fuzz.SLOW_FACTOR)
     p.add_argument(
-        "--sources", nargs="+", metavar="PATTERN",
+        "--sources",
+        nargs="+",
+        metavar="PATTERN",
         help="source names or globs (synth, real, 'synth:mpeg4*', 'real:*.avi') or video files",
     )
     p.add_argument(
-        "--kinds", nargs="+", choices=fuzz.MUTATION_KINDS, default=list(fuzz.MUTATION_KINDS),
+        "--kinds",
+        nargs="+",
+        choices=fuzz.MUTATION_KINDS,
+        default=list(fuzz.MUTATION_KINDS),
         help="mutation kinds (default: all)",
     )
-    p.add_argument("--singles", type=int, default=fuzz.DEFAULT_SINGLES,
-                   help="single-frame calls per case")
-    p.add_argument("--mem-limit-mb", type=int, default=fuzz.DEFAULT_MEM_LIMIT_MB,
-                   help="address-space limit of each case's process (0: none)")
-    p.add_argument("--launcher", choices=fuzz.LAUNCHERS, default=fuzz.DEFAULT_LAUNCHER,
-                   help="fork: from a preloaded fork server (fast); exec: a new interpreter "
-                   "per case")
-    p.add_argument("--work-dir", type=Path, default=None,
-                   help="where generated sources are cached (default $FASTVID_FUZZ_DATA "
-                   "or ~/.cache/fastvid/fuzz)")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
-                   help="folder for fuzz.txt and fuzz.json")
-    p.add_argument("--verify", action="store_true",
-                   help="readers verify their index by a full decode (VideoReader(verify=True))")
+    p.add_argument(
+        "--singles", type=int, default=fuzz.DEFAULT_SINGLES, help="single-frame calls per case"
+    )
+    p.add_argument(
+        "--mem-limit-mb",
+        type=int,
+        default=fuzz.DEFAULT_MEM_LIMIT_MB,
+        help="address-space limit of each case's process (0: none)",
+    )
+    p.add_argument(
+        "--launcher",
+        choices=fuzz.LAUNCHERS,
+        default=fuzz.DEFAULT_LAUNCHER,
+        help="fork: from a preloaded fork server (fast); exec: a new interpreter per case",
+    )
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="where generated sources are cached (default $FASTVID_FUZZ_DATA "
+        "or ~/.cache/fastvid/fuzz)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "bench" / "results",
+        help="folder for fuzz.txt and fuzz.json",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="readers verify their index by a full decode (VideoReader(verify=True))",
+    )
     p.add_argument("--replay", metavar="SPEC", help="rerun one case in-process (JSON or @file)")
     p.add_argument("--save", type=Path, help="with --replay: write the mutated file here")
     p.add_argument("--list-sources", action="store_true", help="list the sources and exit")
@@ -81,18 +107,25 @@ def do_replay(args: argparse.Namespace) -> int:
     if text.startswith("@"):
         text = Path(text[1:]).read_text()
     result, record = fuzz.replay(
-        text, work_dir=args.work_dir, singles=args.singles, save_to=args.save,
+        text,
+        work_dir=args.work_dir,
+        singles=args.singles,
+        save_to=args.save,
         verify=args.verify,
     )
     ref = record.get("ref_digests") or []
     rng = record.get("range")
     print(f"case:      {result.case.spec_json()}")
     print(f"source:    {result.case.source.path}")
-    print(f"reference: {len(ref)} frames; stop: {record.get('ref_stop')}; "
-          f"refused packets: {record.get('ref_decode_errors')}")
+    print(
+        f"reference: {len(ref)} frames; stop: {record.get('ref_stop')}; "
+        f"refused packets: {record.get('ref_decode_errors')}"
+    )
     counts = [record.get(k) for k in ("n", "n_after_singles", "n_range", "n_final")]
-    print(f"fastvid:   {record.get('n')} frames (len() at open, after the singles, "
-          f"at the range reader's open, after the range: {counts})")
+    print(
+        f"fastvid:   {record.get('n')} frames (len() at open, after the singles, "
+        f"at the range reader's open, after the range: {counts})"
+    )
     for i, d in record.get("singles") or []:
         if d is None:
             state = "error"
@@ -105,8 +138,10 @@ def do_replay(args: argparse.Namespace) -> int:
         print(f"  single {i:5d}: {state}")
     if rng is not None:
         bad = [i for i in range(min(len(rng), len(ref))) if rng[i] != ref[i]]
-        print(f"  range: {len(rng)} frames, {len(bad)} differ from the reference"
-              + (f" (first: {bad[:12]})" if bad else ""))
+        print(
+            f"  range: {len(rng)} frames, {len(bad)} differ from the reference"
+            + (f" (first: {bad[:12]})" if bad else "")
+        )
     for err in record.get("errors") or []:
         at = f" {err['index']}" if err.get("index") is not None else ""
         print(f"  error at {err['call']}{at}: {err['type']}: {err['message']}")

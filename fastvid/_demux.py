@@ -163,8 +163,13 @@ class Demuxer:
     """
 
     def __init__(
-        self, source: Source, stream: int | None, threads: int | None, stats: Any,
-        *, strict: bool = True,
+        self,
+        source: Source,
+        stream: int | None,
+        threads: int | None,
+        stats: Any,
+        *,
+        strict: bool = True,
     ) -> None:
         self.source = source
         self.path = source.path
@@ -367,7 +372,9 @@ class Demuxer:
             # some demuxers (MPEG-TS) seek by decode time and land after the keyframe
             log.debug(
                 "%s: seeking by pts landed at %s, not <= %d; seeking by dts from now on",
-                self.path, landed, position,
+                self.path,
+                landed,
+                position,
             )
             self._seek_by = "dts"
         self.reopen()

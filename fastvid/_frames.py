@@ -68,14 +68,16 @@ class FrameSource:
             wanted.setdefault(path, set()).update(indices)
         frames: dict[tuple[str, int], np.ndarray] = {}
         missing: dict[str, list[int]] = {}
-        keys = {path: ((w, h), *self._format)
-                for path in wanted for h, w in [self.decode_size(path)]}
+        keys = {
+            path: ((w, h), *self._format) for path in wanted for h, w in [self.decode_size(path)]
+        }
         for path, idx in wanted.items():
             ordered = sorted(idx)
             if cache is not None:
                 found = cache.get_many([(path, i, *keys[path]) for i in ordered])
-                frames.update({(path, i): f for i, f in zip(ordered, found, strict=True)
-                               if f is not None})
+                frames.update(
+                    {(path, i): f for i, f in zip(ordered, found, strict=True) if f is not None}
+                )
             todo = [i for i in ordered if (path, i) not in frames]
             if todo:
                 missing[path] = todo
@@ -88,8 +90,9 @@ class FrameSource:
                 decoded[path] = (ordered, clip)
                 frames.update({(path, i): f for i, f in zip(ordered, clip, strict=True)})
                 if cache is not None:
-                    cache.put_many(((path, i, *keys[path]), f)
-                                   for i, f in zip(ordered, clip, strict=True))
+                    cache.put_many(
+                        ((path, i, *keys[path]), f) for i, f in zip(ordered, clip, strict=True)
+                    )
         out = []
         for path, indices in requests:
             got = decoded.get(path)
@@ -101,16 +104,20 @@ class FrameSource:
 
     def _decode(self, requests: list[Request]) -> list[np.ndarray] | None:
         try:
-            return read_clips([(p, idx, self.decode_size(p)) for p, idx in requests],
-                              workers=self.threads, **self._read)
+            return read_clips(
+                [(p, idx, self.decode_size(p)) for p, idx in requests],
+                workers=self.threads,
+                **self._read,
+            )
         except (VideoError, IndexError):
             pass  # a file's fault: find out which one, one at a time
         clips: list[np.ndarray] = []
         failed = False
         for path, indices in requests:
             try:
-                clips.extend(read_clips([(path, indices, self.decode_size(path))], workers=1,
-                                        **self._read))
+                clips.extend(
+                    read_clips([(path, indices, self.decode_size(path))], workers=1, **self._read)
+                )
             except (VideoError, IndexError) as err:  # the file's fault, not the machine's
                 self._mark_bad(path, err)
                 failed = True
@@ -125,6 +132,10 @@ class FrameSource:
             self.state.bad[path] = reason
             count = len(self.state.bad)
         if first:
-            log.warning("%s: cannot be decoded (%s); left out from now on (%d such files)",
-                        path, reason, count)
+            log.warning(
+                "%s: cannot be decoded (%s); left out from now on (%d such files)",
+                path,
+                reason,
+                count,
+            )
         self.skipped[path] = reason

@@ -52,8 +52,11 @@ class Indexer:
             _index.memory_cache.put(self.key, idx)
             return idx
         idx = _index.build_index(
-            self.demux.container, self.demux.stream, check=_index.ScanCheck(self._scan_decode),
-            decode_all=self._decode_all, verify=self.verify,
+            self.demux.container,
+            self.demux.stream,
+            check=_index.ScanCheck(self._scan_decode),
+            decode_all=self._decode_all,
+            verify=self.verify,
         )
         self.demux.drain()  # headers only so far: a clean decoder for the first request
         self.demux.set_skip("DEFAULT")
@@ -66,7 +69,8 @@ class Indexer:
             "%s: %s; decoding it once to number its frames as a sequential decode does (frames "
             "read from it before may have been numbered by its timestamps, which are wrong "
             "there: VideoReader(verify=True) checks a file fully when it is opened)",
-            self.path, reason,
+            self.path,
+            reason,
         )
         decoded = self._decode_all()
         decoded.facts = decoded.facts or old.probe

@@ -104,8 +104,14 @@ def probe_files(
     workers = max(1, min(len(paths), threads or _runtime.default_threads()))
     jobs = _runtime.pool("probe", workers).map(lambda p: probe(p, verify), paths)
     # a large dataset takes a while to index the first time: show it
-    probes = tqdm(jobs, total=len(paths), desc="fastvid: indexing videos", unit="file",
-                  disable=len(paths) < _PROGRESS_MIN_FILES, leave=False)
+    probes = tqdm(
+        jobs,
+        total=len(paths),
+        desc="fastvid: indexing videos",
+        unit="file",
+        disable=len(paths) < _PROGRESS_MIN_FILES,
+        leave=False,
+    )
     return dict(zip(paths, probes, strict=True))
 
 
@@ -153,8 +159,11 @@ class FileTable:
             if video.num_frames < needed:
                 if self.policy.fail:
                     raise VideoTooShortError(
-                        path, f"{video.num_frames} frames, fewer than the {needed} a sample "
-                        "needs (short_video='raise')", video.num_frames, needed,
+                        path,
+                        f"{video.num_frames} frames, fewer than the {needed} a sample "
+                        "needs (short_video='raise')",
+                        video.num_frames,
+                        needed,
                     )
                 if not self.policy.keep:
                     short.append(path)
@@ -167,15 +176,22 @@ class FileTable:
 
     def _report(self, total: int, unreadable: list[tuple[str, str]], short: list[str]) -> None:
         if unreadable:
-            log.warning("%s: %d of %d files cannot be read and are left out: %s", self.name,
-                        len(unreadable), total,
-                        names([f"{p} ({why})" for p, why in unreadable]))
+            log.warning(
+                "%s: %d of %d files cannot be read and are left out: %s",
+                self.name,
+                len(unreadable),
+                total,
+                names([f"{p} ({why})" for p, why in unreadable]),
+            )
             self.skipped.update(unreadable)
         if short:
             log.warning(
                 "%s: %d of %d videos are shorter than a sample needs and are skipped "
                 "(short_video='skip'; 'repeat_last' or 'loop' pads them instead): %s",
-                self.name, len(short), total, names(short),
+                self.name,
+                len(short),
+                total,
+                names(short),
             )
             self.skipped.update({p: "too short" for p in short})
 
@@ -198,9 +214,7 @@ class FileTable:
     def video_of(self, sample: int) -> Video:
         return self.videos[int(self.sample_video[sample])]
 
-    def request(
-        self, sample: int, rng: np.random.Generator | None
-    ) -> tuple[str, list[int]]:
+    def request(self, sample: int, rng: np.random.Generator | None) -> tuple[str, list[int]]:
         """``(path, frame indices)`` of ``sample``; short videos padded by the policy."""
         video = self.video_of(sample)
         info = video.info
@@ -217,7 +231,10 @@ class FileTable:
             if self.video_of(sample).path not in bad:
                 if step and not self._warned_substitute:
                     self._warned_substitute = True
-                    log.warning("%s: samples of unreadable files are replaced by the next "
-                                "samples of the epoch, so batches keep their size", self.name)
+                    log.warning(
+                        "%s: samples of unreadable files are replaced by the next "
+                        "samples of the epoch, so batches keep their size",
+                        self.name,
+                    )
                 return sample
         raise VideoError(self.name, "every video of this loader is unreadable")

@@ -91,9 +91,11 @@ def decode_pictures(demux: Demuxer) -> _index.Decoded:
         for frame in frames:
             if not decoded.facts:
                 decoded.facts = frame_facts(frame)
-            decoded.pictures.append(_index.Picture(
-                frame.pts, bool(frame.key_frame), bool(frame.is_corrupt), picture_digest(frame)
-            ))
+            decoded.pictures.append(
+                _index.Picture(
+                    frame.pts, bool(frame.key_frame), bool(frame.is_corrupt), picture_digest(frame)
+                )
+            )
 
     demux.set_skip("DEFAULT")
     position = 0
@@ -110,9 +112,7 @@ def decode_pictures(demux: Demuxer) -> _index.Decoded:
     return decoded
 
 
-def plan(
-    index: _index.PacketIndex, positions: set[int], keyframes_only: bool
-) -> list[list[int]]:
+def plan(index: _index.PacketIndex, positions: set[int], keyframes_only: bool) -> list[list[int]]:
     """Intervals ``[start, end]`` of decode positions that produce ``positions``.
 
     Exact mode: each target from its anchor; intervals that overlap or touch
@@ -168,8 +168,13 @@ def split_groups(
 
 
 def decode_parts(
-    demuxers: Sequence[Demuxer], parts: Sequence[Sequence[int]], sink: Sink,
-    decoded_pts: list[Any], *, keyframes_only: bool, executor: Executor,
+    demuxers: Sequence[Demuxer],
+    parts: Sequence[Sequence[int]],
+    sink: Sink,
+    decoded_pts: list[Any],
+    *,
+    keyframes_only: bool,
+    executor: Executor,
 ) -> tuple[set[int], set[int]]:
     """Each part of the targets (:func:`split_groups`) walked on its own demuxer, at once.
 
@@ -218,7 +223,11 @@ class Walk:
     """
 
     def __init__(
-        self, demux: Demuxer, targets: Sequence[int], sink: Sink, decoded_pts: list[Any],
+        self,
+        demux: Demuxer,
+        targets: Sequence[int],
+        sink: Sink,
+        decoded_pts: list[Any],
         cancel: threading.Event | None = None,
     ) -> None:
         self.demux = demux
@@ -279,8 +288,10 @@ class Walk:
             self._decoded_pts.append(frame.pts)
             position = self._pos_of_pts.get(frame.pts)
             if position is None:
-                raise Anomaly(f"the decoder gave a picture with pts {frame.pts}, which no "
-                              "packet of the index has")
+                raise Anomaly(
+                    f"the decoder gave a picture with pts {frame.pts}, which no "
+                    "packet of the index has"
+                )
             if self._strict and frame.is_corrupt:
                 raise Anomaly(f"the decoder hid damage in the picture of packet {position}")
             rank = int(self._rank[position])
@@ -289,12 +300,15 @@ class Walk:
                     raise Anomaly(f"packet {position} gave a picture the index does not count")
                 continue  # MODE_DECODED: a picture a sequential decode does not give
             if rank <= self._last_rank:
-                raise Anomaly(f"frame {rank} came out after frame {self._last_rank}: the "
-                              "pictures are not in the order the index has")
+                raise Anomaly(
+                    f"frame {rank} came out after frame {self._last_rank}: the "
+                    "pictures are not in the order the index has"
+                )
             self._last_rank = rank
             if position in self._must_be_key and not frame.key_frame:
-                raise Anomaly(f"packet {position} is marked as a keyframe but does not decode "
-                              "as one")
+                raise Anomaly(
+                    f"packet {position} is marked as a keyframe but does not decode as one"
+                )
             self._expected.discard(position)
             if rank in self.targets and rank not in self.done:
                 if self._digests is not None and picture_digest(frame) != self._digests[rank]:
@@ -312,9 +326,7 @@ class Walk:
         # non-reference skipping only where timestamps proved right: in files whose order had
         # to be found by decoding (packed B-frames in AVI, say), skipping a packet can change
         # which picture a later packet shows
-        nonref = (
-            self._strict and demux.codec_context.name in NONREF_CODECS and not keyframes_only
-        )
+        nonref = self._strict and demux.codec_context.name in NONREF_CODECS and not keyframes_only
         running = False
         for start, end in plan(idx, tpos, keyframes_only):
             if running and demux.needs_seek(start):
@@ -383,7 +395,11 @@ class Walk:
 
 
 def decode_targets(
-    demux: Demuxer, targets: list[int], sink: Sink, decoded_pts: list[Any], *,
+    demux: Demuxer,
+    targets: list[int],
+    sink: Sink,
+    decoded_pts: list[Any],
+    *,
     keyframes_only: bool,
 ) -> int:
     """Decode ``targets`` (sorted frame indices) into ``sink``: seeking where that can be

@@ -143,7 +143,11 @@ class FrameCache:
         """Entries, bytes and hit/miss/eviction counters."""
         with self._lock:
             return CacheStats(
-                len(self._items), self._nbytes, self.max_bytes, self.hits, self.misses,
+                len(self._items),
+                self._nbytes,
+                self.max_bytes,
+                self.hits,
+                self.misses,
                 self.evictions,
             )
 

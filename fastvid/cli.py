@@ -33,6 +33,7 @@ def _uses_tensorflow(name: str) -> bool:
     backend = os.environ.get("KERAS_BACKEND") or "tensorflow"
     return name in _TENSORFLOW_COMMANDS or (name in _KERAS_COMMANDS and backend == "tensorflow")
 
+
 # what TensorFlow prints on stderr while it starts, on every machine: not worth a user's look
 _TF_STARTUP_NOISE = (
     "absl::InitializeLog()",

@@ -235,8 +235,11 @@ def find_files_or_raise(
     by_class = find_files(glob_pattern, classes)
     found = [c for c, files in by_class.items() if files]
     if classes is not None and len(found) < len(by_class):
-        log.warning("classes without any file for %r: %s", glob_pattern,
-                    ", ".join(c for c in by_class if not by_class[c]))
+        log.warning(
+            "classes without any file for %r: %s",
+            glob_pattern,
+            ", ".join(c for c in by_class if not by_class[c]),
+        )
     if not found:
         raise ValueError(
             f"no video file matches glob_pattern={glob_pattern!r}"
@@ -256,15 +259,28 @@ def report_split(
     """Log a split's sizes once, and warn when a fraction gives no file at all."""
     n_train, n_val, n_test = split.sizes()
     largest = max((len(f) for f in files_by_class.values()), default=0)
-    for name, fraction, count in (("split_val", split_val, n_val),
-                                  ("split_test", split_test, n_test)):
+    for name, fraction, count in (
+        ("split_val", split_val, n_val),
+        ("split_test", split_test, n_test),
+    ):
         if fraction and not count:
             log.warning(
                 "%s=%s gives no file: int(%s x files of a class) rounds down to 0 for every "
-                "class (largest class: %d files)", name, fraction, fraction, largest,
+                "class (largest class: %d files)",
+                name,
+                fraction,
+                fraction,
+                largest,
             )
-    log.info("%d classes, %d files for %r: train %d, validation %d, test %d",
-             len(files_by_class), n_train + n_val + n_test, source, n_train, n_val, n_test)
+    log.info(
+        "%d classes, %d files for %r: train %d, validation %d, test %d",
+        len(files_by_class),
+        n_train + n_val + n_test,
+        source,
+        n_train,
+        n_val,
+        n_test,
+    )
 
 
 # ---------------------------------------------------------------------- sources
@@ -341,14 +357,17 @@ def _from_folder(root: str, classes: Sequence[str] | None) -> tuple[Labelled, li
         if classes is not None and name not in classes:
             continue
         videos = sorted(
-            os.path.join(d, f) for d, _, fs in os.walk(os.path.join(root, name)) for f in fs
+            os.path.join(d, f)
+            for d, _, fs in os.walk(os.path.join(root, name))
+            for f in fs
             if is_video_file(os.path.join(d, f))
         )
         if videos:
             found[name] = videos
     if not found:
-        files = sorted(os.path.join(root, f) for f in os.listdir(root)
-                       if is_video_file(os.path.join(root, f)))
+        files = sorted(
+            os.path.join(root, f) for f in os.listdir(root) if is_video_file(os.path.join(root, f))
+        )
         if not files:
             raise FileNotFoundError(f"{root}: no video found")
         return [(f, -1) for f in files], []

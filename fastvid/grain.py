@@ -100,11 +100,14 @@ def data_loader(
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()  # Grain's workers read their defaults
     sampler = grain.samplers.IndexSampler(
-        num_records=loader.samples_count, shuffle=shuffle, num_epochs=num_epochs,
+        num_records=loader.samples_count,
+        shuffle=shuffle,
+        num_epochs=num_epochs,
         seed=loader.options.seed if seed is None else seed,
     )
     return grain.DataLoader(
-        data_source=_Keys(loader.samples_count), sampler=sampler,
+        data_source=_Keys(loader.samples_count),
+        sampler=sampler,
         operations=[_Load(loader), grain.transforms.Batch(batch_size, drop_remainder)],
         worker_count=worker_count,
     )

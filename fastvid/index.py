@@ -62,7 +62,15 @@ NO_TS = np.iinfo(np.int64).min  # stands for a missing timestamp in the int64 ar
 PREFIX_PACKETS = 16
 
 _ARRAYS = (
-    "pts", "dts", "pos", "size", "key", "shown", "frame_pkt", "frame_key", "damaged",
+    "pts",
+    "dts",
+    "pos",
+    "size",
+    "key",
+    "shown",
+    "frame_pkt",
+    "frame_key",
+    "damaged",
     "frame_digest",
 )
 _BOOL_ARRAYS = ("key", "shown", "frame_key", "damaged")
@@ -407,8 +415,11 @@ def build_index(
     if usable and (problem is None or pts.size == 0) and not verify:
         frame_pkt = _frames_by_pts(pts, arrays["shown"])
         return PacketIndex(
-            mode=MODE_PTS, frame_pkt=frame_pkt, frame_key=arrays["key"][frame_pkt].copy(),
-            probe=check.facts, **base,
+            mode=MODE_PTS,
+            frame_pkt=frame_pkt,
+            frame_key=arrays["key"][frame_pkt].copy(),
+            probe=check.facts,
+            **base,
         )
     if problem is not None:
         log.info("%s: %s; counting its frames by decoding it once", container.name, problem)
@@ -441,11 +452,15 @@ def decoded_index(
     if any(p is None for p in positions) or len(set(positions)) != len(positions):
         log.warning(
             "%s: its pictures cannot be matched to packets; every request decodes from the "
-            "start of the file", name,
+            "start of the file",
+            name,
         )
         return PacketIndex(
-            mode=MODE_ORDINAL, frame_pkt=np.zeros(0, np.int64), frame_key=frame_key,
-            probe=facts, **base,
+            mode=MODE_ORDINAL,
+            frame_pkt=np.zeros(0, np.int64),
+            frame_key=frame_key,
+            probe=facts,
+            **base,
         )
     frame_pkt = np.asarray(positions, np.int64)
     shown = np.zeros(pts.size, bool)
@@ -461,11 +476,18 @@ def decoded_index(
     by_pts = _frames_by_pts(pts, base["shown"])
     if timestamps_trusted and not damaged.any() and np.array_equal(frame_pkt, by_pts):
         return PacketIndex(
-            mode=MODE_PTS, frame_pkt=frame_pkt, frame_key=base["key"][frame_pkt].copy(),
-            probe=facts, frame_digest=digest, **base,
+            mode=MODE_PTS,
+            frame_pkt=frame_pkt,
+            frame_key=base["key"][frame_pkt].copy(),
+            probe=facts,
+            frame_digest=digest,
+            **base,
         )
     return PacketIndex(
-        mode=MODE_DECODED, frame_pkt=frame_pkt, frame_key=frame_key, probe=facts,
+        mode=MODE_DECODED,
+        frame_pkt=frame_pkt,
+        frame_key=frame_key,
+        probe=facts,
         **{**base, "key": key, "shown": shown, "damaged": damaged, "frame_digest": digest},
     )
 
@@ -585,8 +607,9 @@ def store_cached(cache_dir: str | os.PathLike[str], key: tuple, index: PacketInd
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
-        np.savez(tmp, meta=np.array(json.dumps(meta)),
-                 **{name: getattr(index, name) for name in _ARRAYS})
+        np.savez(
+            tmp, meta=np.array(json.dumps(meta)), **{name: getattr(index, name) for name in _ARRAYS}
+        )
         os.replace(tmp, path)
     except OSError as exc:  # a read-only or full cache dir only costs speed
         log.warning("cannot write index cache %s: %s", path, exc)

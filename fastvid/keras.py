@@ -99,15 +99,19 @@ def _aspect(crop_to_aspect_ratio: bool, pad_to_aspect_ratio: bool) -> str:
 
 
 def _listed_files(
-    paths: Any, labels: Sequence[str | int] | None, classes: list[str] | None,
+    paths: Any,
+    labels: Sequence[str | int] | None,
+    classes: list[str] | None,
     label_mode: str | None,
 ) -> tuple[dict[str, list[str]], list[str]]:
     """``paths`` (a list, a CSV file or a folder) as files by class, and the class names."""
     files, names = dataset.discover(paths, labels, classes=classes or None)
     if any(label < 0 for _, label in files):  # a folder of videos, no class folders
         if label_mode is not None:
-            raise ValueError(f"{paths}: the videos have no labels; pass label_mode=None, "
-                             "or a folder with one sub-folder per class")
+            raise ValueError(
+                f"{paths}: the videos have no labels; pass label_mode=None, "
+                "or a folder with one sub-folder per class"
+            )
         return {"": [p for p, _ in files]}, [""]
     by_class: dict[str, list[str]] = {name: [] for name in names}
     for path, label in files:
@@ -119,8 +123,37 @@ def _refuse_forking(transformation: Any, use_multiprocessing: bool) -> None:
     """Fail at once, not hang, when forked workers would run a fork-unsafe transformation."""
     unsafe = fork_unsafe(make_transform(transformation))
     if unsafe and use_multiprocessing and _forks_workers():
-        raise ValueError(f"{unsafe}; use_multiprocessing=True forks Keras's workers: "
-                         f"{FORK_ALTERNATIVES}")
+        raise ValueError(
+            f"{unsafe}; use_multiprocessing=True forks Keras's workers: {FORK_ALTERNATIVES}"
+        )
+
+
+def _device_for_workers(device: str, use_multiprocessing: bool) -> str:
+    """The device a generator uses with these workers: CUDA never meets forked workers.
+
+    Keras reads batches in the parent before it forks its worker processes, and a child
+    forked after its parent used CUDA cannot use CUDA. ``"cuda"`` with forked workers is
+    refused; ``"auto"`` uses the CPU then (warned, when it would have used CUDA).
+    """
+    if not (use_multiprocessing and _forks_workers()) or device == "cpu":
+        return device
+    if device == "cuda":
+        raise ValueError(
+            "device='cuda' cannot run in forked Keras workers (use_multiprocessing=True "
+            "with the 'fork' start method): Keras reads batches in the parent first, and a "
+            "process forked after CUDA started cannot use CUDA. Use use_multiprocessing=False "
+            "(worker threads: decoding and the GPU both run outside the GIL), "
+            "multiprocessing.set_start_method('spawn'), or device='cpu'"
+        )
+    from fastvid.ops import resolve_device  # noqa: PLC0415 (fork-safe: a subprocess probe)
+
+    if resolve_device(device) == "cuda":
+        log.warning(
+            "device='auto' uses the CPU: use_multiprocessing=True forks Keras's "
+            "workers, which cannot use CUDA once the parent has; "
+            "use_multiprocessing=False keeps the GPU"
+        )
+    return "cpu"
 
 
 def _base_seed(seed: int | None) -> int:
@@ -344,7 +377,8 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
         self.nb_channel = int(nb_channel)
         self.glob_pattern = glob_pattern
         self.use_headers = use_headers
-        self.device, self.seek_mode, self.short_video = device, seek_mode, short_video
+        self.device = _device_for_workers(device, use_multiprocessing)
+        self.seek_mode, self.short_video = seek_mode, short_video
         self.cache_bytes, self.num_threads, self.verify = cache_bytes, num_threads, verify
         self.augment = None if augment is None or augment.is_identity else augment
         self.prefetch = prefetch
@@ -358,30 +392,50 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
         self.paths = paths
         if _part is None:
             data = self._discover(classes, labels, split_val, split_test, _base_seed(seed))
-            self.kind = "train"
-            loader = ClipLoader(data.split.train, classes=data.classes, cache=self._new_cache(),
-                                name=f"{type(self).__name__} (train)",
-                                **self._loader_options(data.seed))
-        else:
-            self.kind, loader, data = _part
-        self._loader, self._data = loader, data
+            _part = ("train", self._train_loader(data), data)
+        self._attach(*_part)
+
+    def _train_loader(self, data: _Data) -> ClipLoader:
+        return ClipLoader(
+            data.split.train,
+            classes=data.classes,
+            cache=self._new_cache(),
+            name=f"{type(self).__name__} (train)",
+            **self._loader_options(data.seed),
+        )
+
+    def _attach(self, kind: str, loader: ClipLoader, data: _Data) -> None:
+        """Serve ``loader``'s batches as the ``kind`` split of ``data``."""
+        self.kind, self._loader, self._data = kind, loader, data
         self.seed = data.seed
         self.classes = list(data.classes)
         self.classes_count = len(self.classes)
         self._cursor = 0
-        log.info("%s (%s): %d classes, %d files, %d samples, %d batches of %d",
-                 type(self).__name__, self.kind, self.classes_count, self.files_count,
-                 self.samples_count, len(self), self.batch_size)
+        log.info(
+            "%s (%s): %d classes, %d files, %d samples, %d batches of %d",
+            type(self).__name__,
+            self.kind,
+            self.classes_count,
+            self.files_count,
+            self.samples_count,
+            len(self),
+            self.batch_size,
+        )
 
     # ----------------------------------------------------------------- translation
     def _discover(
-        self, classes: list[str] | None, labels: Sequence[str | int] | None,
-        split_val: float | None, split_test: float | None, seed: int,
+        self,
+        classes: list[str] | None,
+        labels: Sequence[str | int] | None,
+        split_val: float | None,
+        split_test: float | None,
+        seed: int,
     ) -> _Data:
         if self.paths is None:
             if labels is not None:
-                raise ValueError("labels go with paths=[...]; with glob_pattern the class "
-                                 "is read from each path")
+                raise ValueError(
+                    "labels go with paths=[...]; with glob_pattern the class is read from each path"
+                )
             by_class = dataset.find_files_or_raise(self.glob_pattern, classes)
             names, source = sorted(by_class), self.glob_pattern
         else:
@@ -404,27 +458,52 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
     def _loader_options(self, seed: int) -> dict[str, Any]:
         """The loader's options for this generator's arguments (subclasses add theirs)."""
         return dict(
-            num_frames=self.nb_frames, size=self.target_shape, batch_size=self.batch_size,
-            sampler=self.sampler, sampler_options={"frame_step": self.frame_step},
-            color="rgb" if self.nb_channel == 3 else "gray", aspect=self._aspect,
-            rescale=self.rescale, augment=self.augment, transformation=self.transformation,
-            shuffle=self.shuffle, seed=seed, label_mode=self.label_mode,
-            seek_mode=self.seek_mode, short_video=self.short_video, device=self.device,
-            threads=self.num_threads, verify=self.verify,
+            num_frames=self.nb_frames,
+            size=self.target_shape,
+            batch_size=self.batch_size,
+            sampler=self.sampler,
+            sampler_options={"frame_step": self.frame_step},
+            color="rgb" if self.nb_channel == 3 else "gray",
+            aspect=self._aspect,
+            rescale=self.rescale,
+            augment=self.augment,
+            transformation=self.transformation,
+            shuffle=self.shuffle,
+            seed=seed,
+            label_mode=self.label_mode,
+            seek_mode=self.seek_mode,
+            short_video=self.short_video,
+            device=self.device,
+            threads=self.num_threads,
+            verify=self.verify,
         )
 
     def _settings(self) -> dict[str, Any]:
         """Constructor arguments a validation or test generator inherits."""
         return dict(
-            rescale=self.rescale, nb_frames=self.nb_frames, batch_size=self.batch_size,
-            use_frame_cache=self.use_frame_cache, target_shape=self.target_shape,
-            shuffle=self.shuffle, nb_channel=self.nb_channel, glob_pattern=self.glob_pattern,
-            device=self.device, seek_mode=self.seek_mode, short_video=self.short_video,
-            cache_bytes=self.cache_bytes, num_threads=self.num_threads, prefetch=self.prefetch,
-            verify=self.verify, label_mode=self.label_mode, sampler=self.sampler,
-            frame_step=self.frame_step, crop_to_aspect_ratio=self.crop_to_aspect_ratio,
-            pad_to_aspect_ratio=self.pad_to_aspect_ratio, workers=self.workers,
-            use_multiprocessing=self.use_multiprocessing, max_queue_size=self.max_queue_size,
+            rescale=self.rescale,
+            nb_frames=self.nb_frames,
+            batch_size=self.batch_size,
+            use_frame_cache=self.use_frame_cache,
+            target_shape=self.target_shape,
+            shuffle=self.shuffle,
+            nb_channel=self.nb_channel,
+            glob_pattern=self.glob_pattern,
+            device=self.device,
+            seek_mode=self.seek_mode,
+            short_video=self.short_video,
+            cache_bytes=self.cache_bytes,
+            num_threads=self.num_threads,
+            prefetch=self.prefetch,
+            verify=self.verify,
+            label_mode=self.label_mode,
+            sampler=self.sampler,
+            frame_step=self.frame_step,
+            crop_to_aspect_ratio=self.crop_to_aspect_ratio,
+            pad_to_aspect_ratio=self.pad_to_aspect_ratio,
+            workers=self.workers,
+            use_multiprocessing=self.use_multiprocessing,
+            max_queue_size=self.max_queue_size,
         )
 
     def _part(self, kind: str, files: list[tuple[str, int]]) -> VideoFrameGenerator:
@@ -432,8 +511,9 @@ class VideoFrameGenerator(_LoaderView, keras.utils.PyDataset):
             which = "split_val" if kind == "validation" else "split_test"
             raise ValueError(f"no {kind} files: pass {which} (a fraction of each class)")
         # no transformation or augmentation: validation and test see the data as is
-        loader = self._loader.subset(files, f"{type(self).__name__} ({kind})", augment=None,
-                                     transformation=None)
+        loader = self._loader.subset(
+            files, f"{type(self).__name__} ({kind})", augment=None, transformation=None
+        )
         part = type(self)(**self._settings(), _part=(kind, loader, self._data))
         part.paths = self.paths
         return part
@@ -556,14 +636,18 @@ class OpticalFlowGenerator(VideoFrameGenerator):
     def _loader_options(self, seed: int) -> dict[str, Any]:
         options = super()._loader_options(seed)
         options["num_frames"] = self.nb_frames + 1  # a motion image between each pair
-        options["motion"] = MotionOptions(self.method, self.flowlevel, self.winsize,
-                                          self.iterations)
+        options["motion"] = MotionOptions(
+            self.method, self.flowlevel, self.winsize, self.iterations
+        )
         return options
 
     def _settings(self) -> dict[str, Any]:
         return {
-            **super()._settings(), "method": self.method, "flowlevel": self.flowlevel,
-            "iterations": self.iterations, "winsize": self.winsize,
+            **super()._settings(),
+            "method": self.method,
+            "flowlevel": self.flowlevel,
+            "iterations": self.iterations,
+            "winsize": self.winsize,
         }
 
     # keras-video-generators' methods on two images, here on this generator's settings
@@ -594,13 +678,21 @@ class OpticalFlowGenerator(VideoFrameGenerator):
             raise ValueError(f"expected two images, got {len(images)}")
         pair = [np.asarray(image) for image in images]
         if pair[0].shape != pair[1].shape or pair[0].dtype != pair[1].dtype:
-            raise ValueError("the two images must share shape and dtype, got "
-                             f"{pair[0].shape} {pair[0].dtype} and {pair[1].shape} {pair[1].dtype}")
+            raise ValueError(
+                "the two images must share shape and dtype, got "
+                f"{pair[0].shape} {pair[0].dtype} and {pair[1].shape} {pair[1].dtype}"
+            )
         frames = np.stack(pair)
         if frames.ndim == 3:
             frames = frames[..., None]
         if frames.dtype != np.uint8:
             frames = frames.astype(np.float32)
-        out = motion(frames, method, levels=self.flowlevel, winsize=self.winsize,
-                     iterations=self.iterations, device="cpu")
+        out = motion(
+            frames,
+            method,
+            levels=self.flowlevel,
+            winsize=self.winsize,
+            iterations=self.iterations,
+            device="cpu",
+        )
         return np.asarray(out[0, 0])

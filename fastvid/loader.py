@@ -172,8 +172,9 @@ class ClipLoader:
             options["sampler_options"] = tuple(sorted(options["sampler_options"].items()))
         self.options = opts = LoaderOptions(**options)
         self.name = name
-        self._sampler = sampling.make_sampler(opts.sampler, opts.num_frames,
-                                              **dict(opts.sampler_options))
+        self._sampler = sampling.make_sampler(
+            opts.sampler, opts.num_frames, **dict(opts.sampler_options)
+        )
         self._transform: SequenceTransform | None = make_transform(opts.transformation)
         self._backend = ops.get_backend(opts.device)  # before any file is opened: fail fast
         self._input_format = self._backend.input_format(*opts.size)
@@ -186,8 +187,14 @@ class ClipLoader:
         policy = sampling.short_video_policy(opts.short_video)
         self._table = FileTable(files, _state, self._sampler, policy, name, opts.verify)
         self._frames = FrameSource(
-            _state, size=opts.size, input_format=self._input_format, seek_mode=opts.seek_mode,
-            threads=opts.threads, verify=opts.verify, policy=policy, skipped=self.skipped,
+            _state,
+            size=opts.size,
+            input_format=self._input_format,
+            seek_mode=opts.seek_mode,
+            threads=opts.threads,
+            verify=opts.verify,
+            policy=policy,
+            skipped=self.skipped,
             aspect=opts.aspect,
         )
         self._epoch = 0
@@ -223,8 +230,7 @@ class ClipLoader:
         record of bad files are shared; ``changes`` replace options (e.g. no augmentation)."""
         options = {f: getattr(self.options, f) for f in LoaderOptions.__dataclass_fields__}
         options.update(changes)
-        return ClipLoader(files, classes=self.classes, name=name, _state=self._state,
-                          **options)
+        return ClipLoader(files, classes=self.classes, name=name, _state=self._state, **options)
 
     # ----------------------------------------------------------------- the table
 
@@ -394,8 +400,10 @@ class ClipLoader:
         self._prefetch = _Prefetch()  # a worker process starts with no prefetch thread
 
     def __repr__(self) -> str:
-        return (f"<ClipLoader {self.name}: {len(self.videos)} files, {self.samples_count} "
-                f"samples, {len(self)} batches of {self.options.batch_size}>")
+        return (
+            f"<ClipLoader {self.name}: {len(self.videos)} files, {self.samples_count} "
+            f"samples, {len(self)} batches of {self.options.batch_size}>"
+        )
 
 
 def _process(loader: ClipLoader, clips: list[np.ndarray], epoch: int, key: int) -> Any:
@@ -405,11 +413,15 @@ def _process(loader: ClipLoader, clips: list[np.ndarray], epoch: int, key: int) 
     # transformations see [0, 255]; motion wants [0, 1]: rescale at the end then
     before_motion = 1 / 255.0 if motion is not None else opts.rescale
     x = ops.prepare(
-        clips, size=opts.size, color=opts.color,
+        clips,
+        size=opts.size,
+        color=opts.color,
         rescale=1.0 if transform is not None else before_motion,
         augment=None if opts.augment is None or opts.augment.is_identity else opts.augment,
         seed=derive_seed(opts.seed, epoch, key, _AUGMENT),
-        input_format=loader._input_format, aspect=opts.aspect, device=opts.device,
+        input_format=loader._input_format,
+        aspect=opts.aspect,
+        device=opts.device,
     )
     if transform is not None:
         if _runtime.forked_child():
@@ -417,8 +429,15 @@ def _process(loader: ClipLoader, clips: list[np.ndarray], epoch: int, key: int) 
         x = transform(backend.to_host(x), derive_seed(opts.seed, epoch, key, _TRANSFORM))
         x = _scale(x, before_motion)
     if motion is not None:
-        x = ops.motion(x, motion.method, levels=motion.levels, winsize=motion.winsize,
-                       iterations=motion.iterations, flow=motion.flow, device=opts.device)
+        x = ops.motion(
+            x,
+            motion.method,
+            levels=motion.levels,
+            winsize=motion.winsize,
+            iterations=motion.iterations,
+            flow=motion.flow,
+            device=opts.device,
+        )
         x = _scale(x, opts.rescale * 255.0)
     return backend.hand_off(x) if backend.owns(x) else x
 
@@ -467,8 +486,9 @@ class _Prefetch:
                 pending[2].cancel()
             batch = loader._make_batch(index, epoch, order)
         if in_order and index + 1 < n:
-            future = _runtime.pool("prefetch", 1).submit(loader._make_batch, index + 1, epoch,
-                                                        order)
+            future = _runtime.pool("prefetch", 1).submit(
+                loader._make_batch, index + 1, epoch, order
+            )
             with self._lock:
                 if loader.order is order:
                     self._pending = (order, index + 1, future)

@@ -58,7 +58,6 @@ PARALLEL_MIN_WORK = 40_000_000
 SEEK_MODES = ("exact", "keyframe")
 
 
-
 @dataclass(frozen=True)
 class VideoMetadata:
     """What a reader knows about its stream, computed once when it opens.
@@ -171,8 +170,7 @@ class VideoReader:
         decoders: int | None = None,
     ) -> None:
         if decoders is not None and (not isinstance(decoders, int) or decoders < 1):
-            raise ValueError(f"decoders must be a positive integer or None. Received: "
-                             f"{decoders!r}")
+            raise ValueError(f"decoders must be a positive integer or None. Received: {decoders!r}")
         source = Source(source)
         self._source = source
         self._decoders = decoders
@@ -212,8 +210,7 @@ class VideoReader:
             # as players do, and on one thread for a damaged file (FFmpeg's frame threads
             # may treat damaged data differently)
             self._demux.configure(strict=False, threads=1 if idx.damaged.any() else None)
-        self.metadata = _metadata(idx, self._demux.stream, self._stream_index,
-                                  self._apply_rotation)
+        self.metadata = _metadata(idx, self._demux.stream, self._stream_index, self._apply_rotation)
         turns, mirrored = (idx.probe.get("turns", 0), idx.probe.get("mirrored", False))
         if not self._apply_rotation:
             turns, mirrored = 0, False
@@ -361,8 +358,9 @@ class VideoReader:
         try:
             rest = self._decode_in_parts(targets, sink, keyframes_only)
             if rest:
-                self._fallbacks += decode_targets(self._demux, rest, sink, self._decoded_pts,
-                                                  keyframes_only=keyframes_only)
+                self._fallbacks += decode_targets(
+                    self._demux, rest, sink, self._decoded_pts, keyframes_only=keyframes_only
+                )
         except Anomaly as exc:
             if self._index.mode != _index.MODE_PTS:
                 raise CorruptVideoError(
@@ -400,12 +398,16 @@ class VideoReader:
         for demux in demuxers:
             demux.index = idx
         try:
-            done, _ = decode_parts(demuxers, parts, sink, self._decoded_pts,
-                                   keyframes_only=keyframes_only,
-                                   executor=_runtime.pool("gop", count))
+            done, _ = decode_parts(
+                demuxers,
+                parts,
+                sink,
+                self._decoded_pts,
+                keyframes_only=keyframes_only,
+                executor=_runtime.pool("gop", count),
+            )
         except (Anomaly, Desync) as exc:
-            log.debug("%s: a parallel part failed (%s); decoding on one decoder", self.path,
-                      exc)
+            log.debug("%s: a parallel part failed (%s); decoding on one decoder", self.path, exc)
             return targets
         finally:
             for demux in demuxers:

@@ -283,7 +283,11 @@ class SlidingSampler:
             log.warning(
                 "sequence_time=%ss is %d frames at %.3g fps, fewer than nb_frames=%d: "
                 "windows take %d consecutive frames",
-                self.sequence_time, wanted, video.fps, self.count, self.count,
+                self.sequence_time,
+                wanted,
+                video.fps,
+                self.count,
+                self.count,
             )
         return span
 

@@ -36,9 +36,7 @@ MOTIONS: dict[str, tuple[int, int]] = {
 }
 
 
-def draw_frame(
-    index: int, width: int, height: int, motion: tuple[int, int] = (2, 1)
-) -> np.ndarray:
+def draw_frame(index: int, width: int, height: int, motion: tuple[int, int] = (2, 1)) -> np.ndarray:
     """The RGB uint8 picture (height, width, 3) of frame ``index``."""
     if not 0 <= index < 2**INDEX_BITS:
         raise ValueError(f"frame index {index} does not fit in {INDEX_BITS} bits")
@@ -224,8 +222,9 @@ def make_dataset(
             n = num_frames if isinstance(num_frames, int) else int(rng.integers(*num_frames))
             path = Path(root) / name / f"{name}_{k:03d}{ext}"
             if not (path.exists() and path.stat().st_size > 0):
-                make_video(path, n, width=width, height=height, codec=codec, gop=gop,
-                           motion=MOTIONS[name])
+                make_video(
+                    path, n, width=width, height=height, codec=codec, gop=gop, motion=MOTIONS[name]
+                )
             paths.append(path)
     log.info("dataset in %s: %d videos, %d classes", root, len(paths), len(classes))
     return paths

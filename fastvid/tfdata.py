@@ -110,20 +110,30 @@ def video_dataset_from_directory(
     if labels is None:
         label_mode = None
     if label_mode == "binary" and len(names) != 2:
-        raise ValueError(f'label_mode="binary" needs exactly 2 classes; {directory} has '
-                         f"{len(names)}: {names}. Use label_mode=\"categorical\" or \"int\"")
+        raise ValueError(
+            f'label_mode="binary" needs exactly 2 classes; {directory} has '
+            f'{len(names)}: {names}. Use label_mode="categorical" or "int"'
+        )
     parts = _split(files, validation_split, subset, seed)
     options: dict[str, Any] = dict(
-        num_frames=num_frames, size=image_size, batch_size=batch_size or 1,
-        sampler=sampler, sampler_options=sampler_options or {},
-        color="rgb" if color_mode == "rgb" else "gray", rescale=1.0, shuffle=shuffle,
-        seed=seed, label_mode=None if label_mode is None else "int",
+        num_frames=num_frames,
+        size=image_size,
+        batch_size=batch_size or 1,
+        sampler=sampler,
+        sampler_options=sampler_options or {},
+        color="rgb" if color_mode == "rgb" else "gray",
+        rescale=1.0,
+        shuffle=shuffle,
+        seed=seed,
+        label_mode=None if label_mode is None else "int",
         aspect="crop" if crop_to_aspect_ratio else "pad" if pad_to_aspect_ratio else "stretch",
-        seek_mode=seek_mode, short_video=short_video, device="cpu", verify=verify,
+        seek_mode=seek_mode,
+        short_video=short_video,
+        device="cpu",
+        verify=verify,
     )
     all_files = [f for part in parts for f in part]
-    root = ClipLoader(all_files, classes=names, cache=cache_bytes, name=f"{directory}",
-                      **options)
+    root = ClipLoader(all_files, classes=names, cache=cache_bytes, name=f"{directory}", **options)
     datasets = []
     for part, kind in zip(parts, _kinds(subset), strict=True):
         loader = root if len(parts) == 1 else root.subset(part, f"{directory} ({kind})")
@@ -144,25 +154,34 @@ def _index(
         raise ValueError(f"directory={root!r} is not a folder")
     if isinstance(labels, str):
         if labels != "inferred":
-            raise ValueError(f'labels must be "inferred", None or a list of ints. Received: '
-                             f"{labels!r}")
+            raise ValueError(
+                f'labels must be "inferred", None or a list of ints. Received: {labels!r}'
+            )
         files, names = dataset.discover(root, classes=class_names)
         if any(label < 0 for _, label in files):
-            raise ValueError(f'{root}: labels="inferred" needs one sub-folder per class; '
-                             "these videos lie in the folder itself (pass labels=None)")
+            raise ValueError(
+                f'{root}: labels="inferred" needs one sub-folder per class; '
+                "these videos lie in the folder itself (pass labels=None)"
+            )
         return files, names
     if class_names is not None:
         raise ValueError('class_names is only valid with labels="inferred"')
-    paths = sorted(p for d, _, fs in os.walk(root) for f in fs
-                   if dataset.is_video_file(p := os.path.join(d, f)))
+    paths = sorted(
+        p
+        for d, _, fs in os.walk(root)
+        for f in fs
+        if dataset.is_video_file(p := os.path.join(d, f))
+    )
     if not paths:
         raise ValueError(f"no video file found under {root}")
     if labels is None:
         return [(p, 0) for p in paths], []
     values = list(labels)
     if len(values) != len(paths):
-        raise ValueError(f"labels has {len(values)} values but {root} holds {len(paths)} "
-                         "videos; give one label per video, in sorted path order")
+        raise ValueError(
+            f"labels has {len(values)} values but {root} holds {len(paths)} "
+            "videos; give one label per video, in sorted path order"
+        )
     return dataset.discover(paths, values)
 
 
@@ -185,15 +204,19 @@ def _split(
     shuffled = [files[i] for i in order]
     count = int(fraction * len(files))
     if count == 0 or count == len(files):
-        raise ValueError(f"validation_split={fraction} of {len(files)} videos leaves "
-                         f"{'no video for validation' if count == 0 else 'none for training'}")
+        raise ValueError(
+            f"validation_split={fraction} of {len(files)} videos leaves "
+            f"{'no video for validation' if count == 0 else 'none for training'}"
+        )
     training, validation = sorted(shuffled[:-count]), sorted(shuffled[-count:])
-    return {"training": [training], "validation": [validation],
-            "both": [training, validation]}[subset]
+    return {"training": [training], "validation": [validation], "both": [training, validation]}[
+        subset
+    ]
 
 
-def _dataset(loader: ClipLoader, batch_size: int | None, label_mode: str | None,
-             num_classes: int) -> Any:
+def _dataset(
+    loader: ClipLoader, batch_size: int | None, label_mode: str | None, num_classes: int
+) -> Any:
     import tensorflow as tf  # noqa: PLC0415
 
     epochs = itertools.count()

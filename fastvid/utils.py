@@ -165,8 +165,11 @@ def show_sample(
     if total == 0:
         raise ValueError("the generator has no batch to show")
     if random:
-        index = int(np.random.default_rng(seed).integers(total) if seed is not None
-                    else np.random.randint(total))
+        index = int(
+            np.random.default_rng(seed).integers(total)
+            if seed is not None
+            else np.random.randint(total)
+        )
     if not -total <= index < total:
         raise IndexError(f"batch {index} out of range: the generator has {total}")
     batch = gen[index]
@@ -201,8 +204,9 @@ def _plot(x: np.ndarray, names: list[str], row_width: float, row_height: float) 
     try:
         import matplotlib.pyplot as plt  # noqa: PLC0415
     except ImportError:
-        raise ImportError("show=True needs matplotlib: pip install matplotlib "
-                          "(or fastvid[plot])") from None
+        raise ImportError(
+            "show=True needs matplotlib: pip install matplotlib (or fastvid[plot])"
+        ) from None
     frames = to_uint8(x)
     rows, cols = frames.shape[:2]
     fig = plt.figure(figsize=(row_width, row_height * rows))
@@ -216,6 +220,7 @@ def _plot(x: np.ndarray, names: list[str], row_width: float, row_height: float) 
 
 
 # --------------------------------------------------------------------------- fastvid preview
+
 
 def _method(text: str) -> int | str:
     from fastvid.ops import motion_method  # noqa: PLC0415
@@ -233,28 +238,48 @@ def _preview_parser() -> argparse.ArgumentParser:
         "(rows = samples, columns = frames, labelled with the class).",
     )
     p.add_argument("glob", nargs="?", help="same as --glob-pattern")
-    p.add_argument("--glob-pattern", default=None,
-                   help="videos, with {classname} in the path (default ./videos/{classname}/*.avi)")
-    p.add_argument("--generator", choices=("frame", "sliding", "flow"), default="frame",
-                   help="VideoFrameGenerator, SlidingFrameGenerator or OpticalFlowGenerator")
+    p.add_argument(
+        "--glob-pattern",
+        default=None,
+        help="videos, with {classname} in the path (default ./videos/{classname}/*.avi)",
+    )
+    p.add_argument(
+        "--generator",
+        choices=("frame", "sliding", "flow"),
+        default="frame",
+        help="VideoFrameGenerator, SlidingFrameGenerator or OpticalFlowGenerator",
+    )
     p.add_argument("--nb-frames", type=int, default=5, help="frames per sample (default 5)")
-    p.add_argument("--target-shape", type=cli_size, default=(112, 112), metavar="WxH",
-                   help="frame size (default 112x112)")
+    p.add_argument(
+        "--target-shape",
+        type=cli_size,
+        default=(112, 112),
+        metavar="WxH",
+        help="frame size (default 112x112)",
+    )
     p.add_argument("--batch-size", type=int, default=4, help="samples in the batch (default 4)")
     p.add_argument("--nb-channel", type=int, choices=(1, 3), default=3, help="1 = grey")
-    p.add_argument("--method", type=_method, default=None,
-                   help="flow generator only: optical_flow, flow_mask, diff_mask, abs_diff (1-4) "
-                        "or flow_raw")
-    p.add_argument("--sequence-time", type=float, default=None,
-                   help="sliding generator only: seconds spanned by one sample")
+    p.add_argument(
+        "--method",
+        type=_method,
+        default=None,
+        help="flow generator only: optical_flow, flow_mask, diff_mask, abs_diff (1-4) or flow_raw",
+    )
+    p.add_argument(
+        "--sequence-time",
+        type=float,
+        default=None,
+        help="sliding generator only: seconds spanned by one sample",
+    )
     p.add_argument("--seek-mode", choices=("exact", "keyframe"), default=None)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     p.add_argument("--index", type=int, default=0, help="which batch (default 0)")
     p.add_argument("--no-shuffle", action="store_true", help="files in sorted order")
     p.add_argument("--seed", type=int, default=None, help="seed for shuffling")
     p.add_argument("--cell-height", type=int, default=None, help="pixel height of each frame")
-    p.add_argument("--output", "-o", default="preview.png",
-                   help="PNG to write (default preview.png)")
+    p.add_argument(
+        "--output", "-o", default="preview.png", help="PNG to write (default preview.png)"
+    )
     return p
 
 
@@ -267,8 +292,11 @@ def _build_loader(args: argparse.Namespace) -> Any:
     classes = sorted(by_class)
     files = [(p, classes.index(c)) for c in classes for p in by_class[c]]
     options: dict[str, Any] = {
-        "num_frames": args.nb_frames, "size": args.target_shape, "batch_size": args.batch_size,
-        "color": "rgb" if args.nb_channel == 3 else "gray", "shuffle": not args.no_shuffle,
+        "num_frames": args.nb_frames,
+        "size": args.target_shape,
+        "batch_size": args.batch_size,
+        "color": "rgb" if args.nb_channel == 3 else "gray",
+        "shuffle": not args.no_shuffle,
         "seed": args.seed or 0,
     }
     for name in ("seek_mode", "device"):
@@ -290,8 +318,9 @@ def preview_main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.glob and args.glob_pattern:
         parser.print_usage(sys.stderr)
-        print("fastvid preview: give the pattern once (positional or --glob-pattern)",
-              file=sys.stderr)
+        print(
+            "fastvid preview: give the pattern once (positional or --glob-pattern)", file=sys.stderr
+        )
         return 2
     args.glob_pattern = args.glob or args.glob_pattern or "./videos/{classname}/*.avi"
     if args.method is not None and args.generator != "flow":
@@ -300,15 +329,21 @@ def preview_main(argv: list[str] | None = None) -> int:
     try:
         gen = _build_loader(args)
         if len(gen) == 0:
-            print(f"fastvid preview: no batch of {args.batch_size} from {args.glob_pattern!r} "
-                  f"({len(gen.videos)} files)", file=sys.stderr)
+            print(
+                f"fastvid preview: no batch of {args.batch_size} from {args.glob_pattern!r} "
+                f"({len(gen.videos)} files)",
+                file=sys.stderr,
+            )
             return 1
-        grid = show_sample(gen, args.index, path=args.output, show=False,
-                           cell_height=args.cell_height)
+        grid = show_sample(
+            gen, args.index, path=args.output, show=False, cell_height=args.cell_height
+        )
     except (OSError, ValueError, IndexError) as exc:
         print(f"fastvid preview: {exc}", file=sys.stderr)
         return 1
     classes = ", ".join(map(str, getattr(gen, "classes", [])))
-    print(f"{args.output}: batch {args.index} of {len(gen)}, grid {grid.shape[1]}x{grid.shape[0]}"
-          f" px; {len(gen.videos)} files, classes: {classes}")
+    print(
+        f"{args.output}: batch {args.index} of {len(gen)}, grid {grid.shape[1]}x{grid.shape[0]}"
+        f" px; {len(gen.videos)} files, classes: {classes}"
+    )
     return 0

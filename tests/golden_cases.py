@@ -20,8 +20,7 @@ def make_videos(root: Path) -> Path:
     lengths = {"down": (26, 31, 35, 40), "left": (20, 24, 33, 38), "right": (5, 7, 29, 36)}
     for cls, ns in lengths.items():
         for k, n in enumerate(ns):
-            make_video(root / cls / f"{cls}_{k}.avi", n, codec="mpeg4", gop=8,
-                       motion=MOTIONS[cls])
+            make_video(root / cls / f"{cls}_{k}.avi", n, codec="mpeg4", gop=8, motion=MOTIONS[cls])
     return root
 
 
@@ -39,31 +38,53 @@ def _cases() -> dict[str, Callable[[str], object]]:
 
     return {
         "frame": lambda p: fv.VideoFrameGenerator(
-            **common(p, nb_frames=4, target_shape=(16, 20), split_val=0.25)),
+            **common(p, nb_frames=4, target_shape=(16, 20), split_val=0.25)
+        ),
         "frame_gray": lambda p: fv.VideoFrameGenerator(
-            **common(p, nb_frames=3, target_shape=(12, 12), nb_channel=1, shuffle=False)),
+            **common(p, nb_frames=3, target_shape=(12, 12), nb_channel=1, shuffle=False)
+        ),
         "frame_repeat_last": lambda p: fv.VideoFrameGenerator(
-            **common(p, nb_frames=8, target_shape=(16, 16), short_video="repeat_last")),
+            **common(p, nb_frames=8, target_shape=(16, 16), short_video="repeat_last")
+        ),
         "frame_loop_keyframe": lambda p: fv.VideoFrameGenerator(
-            **common(p, nb_frames=8, target_shape=(16, 16), short_video="loop",
-                     seek_mode="keyframe")),
+            **common(
+                p, nb_frames=8, target_shape=(16, 16), short_video="loop", seek_mode="keyframe"
+            )
+        ),
         "frame_augment": lambda p: fv.VideoFrameGenerator(
-            **common(p, nb_frames=4, target_shape=(16, 16),
-                     augment=fv.AugmentParams(flip=0.5, rotation=10, zoom=0.1, shift=0.1))),
+            **common(
+                p,
+                nb_frames=4,
+                target_shape=(16, 16),
+                augment=fv.AugmentParams(flip=0.5, rotation=10, zoom=0.1, shift=0.1),
+            )
+        ),
         "frame_callable": lambda p: fv.VideoFrameGenerator(
-            **common(p, nb_frames=3, target_shape=(16, 16), transformation=_shift_colours)),
+            **common(p, nb_frames=3, target_shape=(16, 16), transformation=_shift_colours)
+        ),
         "frame_cache": lambda p: fv.VideoFrameGenerator(
-            **common(p, nb_frames=4, target_shape=(16, 16), use_frame_cache=True,
-                     rescale=1 / 127.5)),
+            **common(p, nb_frames=4, target_shape=(16, 16), use_frame_cache=True, rescale=1 / 127.5)
+        ),
         "sliding": lambda p: fv.SlidingFrameGenerator(
-            **common(p, nb_frames=3, target_shape=(16, 16), split_val=0.25)),
+            **common(p, nb_frames=3, target_shape=(16, 16), split_val=0.25)
+        ),
         "sliding_time": lambda p: fv.SlidingFrameGenerator(
-            **common(p, nb_frames=3, target_shape=(16, 16), sequence_time=0.5)),
+            **common(p, nb_frames=3, target_shape=(16, 16), sequence_time=0.5)
+        ),
         **{
-            f"flow_{name}": (lambda m: lambda p: fv.OpticalFlowGenerator(
-                **common(p, nb_frames=3, target_shape=(16, 16), method=m)))(method)
-            for name, method in (("optical_flow", 1), ("flow_mask", 2), ("diff_mask", 3),
-                                 ("abs_diff", 4))
+            f"flow_{name}": (
+                lambda m: (
+                    lambda p: fv.OpticalFlowGenerator(
+                        **common(p, nb_frames=3, target_shape=(16, 16), method=m)
+                    )
+                )
+            )(method)
+            for name, method in (
+                ("optical_flow", 1),
+                ("flow_mask", 2),
+                ("diff_mask", 3),
+                ("abs_diff", 4),
+            )
         },
     }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import av
@@ -66,3 +68,22 @@ def banded_video(path: Path, degrees: int = 0, n: int = 4) -> Path:
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def run_in_threads(work: Callable, args: Iterable) -> list[BaseException]:
+    """``work(a)`` for each ``a`` of ``args``, each on its own thread, all at once; the
+    exceptions they raised (a failed assert in a thread would otherwise be lost)."""
+    errors: list[BaseException] = []
+
+    def run(a):
+        try:
+            work(a)
+        except BaseException as exc:  # returned to the test, which asserts there are none
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(a,)) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors

@@ -33,24 +33,39 @@ def main(data_dir: str, transform: str, read_first: bool) -> None:
         augmentation = None
     try:
         train = fastvid.VideoFrameGenerator(
-            glob_pattern=os.path.join(data_dir, "{classname}", "*.avi"), nb_frames=4,
-            target_shape=(32, 32), batch_size=2, seed=0, device="cpu",
-            transformation=augmentation, workers=2, use_multiprocessing=True,
+            glob_pattern=os.path.join(data_dir, "{classname}", "*.avi"),
+            nb_frames=4,
+            target_shape=(32, 32),
+            batch_size=2,
+            seed=0,
+            device="cpu",
+            transformation=augmentation,
+            workers=2,
+            use_multiprocessing=True,
         )
     except ValueError as err:
         print(json.dumps({"refused": str(err)}))
         return
     if read_first:
         train[0]  # as Keras itself does to learn the output signature
-    model = keras.Sequential([
-        keras.Input((4, 32, 32, 3)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(train.classes_count, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((4, 32, 32, 3)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(train.classes_count, activation="softmax"),
+        ]
+    )
     model.compile("adam", "categorical_crossentropy")
     history = model.fit(train, epochs=2, verbose=0)
-    print(json.dumps({"ok": True, "backend": keras.backend.backend(),
-                      "loss": [float(v) for v in history.history["loss"]]}))
+    print(
+        json.dumps(
+            {
+                "ok": True,
+                "backend": keras.backend.backend(),
+                "loss": [float(v) for v in history.history["loss"]],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

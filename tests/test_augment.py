@@ -101,8 +101,9 @@ def test_legacy_image_data_generator_once_per_sequence():
     assert isinstance(t, LegacyTransform)
     x = frozen_batch(b=3, f=4)
     y = t(x, seed=9)
-    assert len(fake.draws) == 3 and {s for s in fake.draws} == {((20, 24, 3), s) for s in
-                                                                  sequence_seeds(9, 3)}
+    assert len(fake.draws) == 3 and {s for s in fake.draws} == {
+        ((20, 24, 3), s) for s in sequence_seeds(9, 3)
+    }
     assert len(fake.applied) == 12
     assert_one_draw_per_sequence(y)
     np.testing.assert_array_equal(y, t(x, seed=9))

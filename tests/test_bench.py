@@ -16,8 +16,9 @@ from fastvid.bench import cli, common, decode
 from fastvid.synth import frame_indices, make_video
 
 TINY_SHORT = common.ClipSpec(96, 64, (30, 41), codec="mpeg4", gop=12, ext=".avi")
-TINY_LONG = common.ClipSpec(128, 96, 240, codec="libx264", gop=100, bframes=3, ext=".mp4",
-                            options=common.x264_options(100))
+TINY_LONG = common.ClipSpec(
+    128, 96, 240, codec="libx264", gop=100, bframes=3, ext=".mp4", options=common.x264_options(100)
+)
 
 
 def _has_reader() -> bool:
@@ -52,12 +53,23 @@ def test_measure_repeats_and_value() -> None:
 
 def test_ratio_and_decoded_columns() -> None:
     rows = [
-        common.Result("s", "g", "opencv", 0.3, 0.3, 1, frames_returned=10,
-                      frames_decoded=40).to_dict(),
-        common.Result("s", "g", "fastvid exact", 0.1, 0.1, 1, frames_returned=10,
-                      frames_decoded=20, reference=True).to_dict(),
-        common.Result("s", "g", "seek", 0.2, 0.2, 1, frames_returned=10,
-                      frames_decoded=None).to_dict(),
+        common.Result(
+            "s", "g", "opencv", 0.3, 0.3, 1, frames_returned=10, frames_decoded=40
+        ).to_dict(),
+        common.Result(
+            "s",
+            "g",
+            "fastvid exact",
+            0.1,
+            0.1,
+            1,
+            frames_returned=10,
+            frames_decoded=20,
+            reference=True,
+        ).to_dict(),
+        common.Result(
+            "s", "g", "seek", 0.2, 0.2, 1, frames_returned=10, frames_decoded=None
+        ).to_dict(),
         common.Result("s", "g", "decord", skipped="not installed").to_dict(),
     ]
     derived = {r["method"]: r for r in common.add_derived([dict(r) for r in rows])}
@@ -77,8 +89,12 @@ def test_targets() -> None:
     assert common.Target("s", "a", 1.2, 1.5).met is False
     assert common.Target("s", "a", 1.1, 1.15, comparison="<=").met is True
     assert common.Target("s", "a", None, 1.5).met is None
-    text = common.render_targets([common.Target("s", "fast", 1.2, 1.5).to_dict(),
-                                  common.Target("s", "slow", None, 1.5).to_dict()])
+    text = common.render_targets(
+        [
+            common.Target("s", "fast", 1.2, 1.5).to_dict(),
+            common.Target("s", "slow", None, 1.5).to_dict(),
+        ]
+    )
     assert "NOT MET" in text and "not measured" in text
 
 
@@ -150,18 +166,50 @@ def test_floor_le_exact_le_everything(bframe_clip: Path, tmp_path: Path) -> None
 
 
 def _tiny_specs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(common, "QUICK_SHORT_SPEC", TINY_SHORT)
-    monkeypatch.setattr(common, "QUICK_LONG_SPEC", TINY_LONG)
+    for name in ("QUICK_SHORT_SPEC", "SHORT_SPEC"):
+        monkeypatch.setattr(common, name, TINY_SHORT)
+    for name in ("QUICK_LONG_SPEC", "LONG_SPEC"):
+        monkeypatch.setattr(common, name, TINY_LONG)
+
+
+def _expected_methods(long: bool) -> set[str]:
+    """The method names of one table section, as installed peers make them."""
+    expected = set(decode.METHODS) - set(decode.TORCHCODEC)
+    if decode.torchcodec_available() is None:
+        expected |= {f"torchcodec {label}" for label, _ in decode.TORCHCODEC_SETTINGS}
+        expected |= {"torchcodec approximate", "torchcodec keyframes", "torchcodec thread pool"}
+    else:
+        expected.add("torchcodec")  # one skipped row for the family
+    if long:
+        expected -= set(decode.SET_METHODS)  # one file: nothing to pool
+    return expected
 
 
 @pytest.mark.slow
-def test_cli_end_to_end_quick(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_end_to_end_quick(
+    tiny_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     _tiny_specs(monkeypatch)
     out = tmp_path / "r.json"
     txt = tmp_path / "r.txt"
-    argv = ["--suite", "decode", "--quick", "--clips", "3", "--data-dir", str(tiny_data),
-            "--json", str(out), "--text", str(txt), "--no-progress"]
+    argv = [
+        "--suite",
+        "decode",
+        "--quick",
+        "--clips",
+        "3",
+        "--data-dir",
+        str(tiny_data),
+        "--json",
+        str(out),
+        "--text",
+        str(txt),
+        "--no-progress",
+        "--synthetic",
+    ]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
@@ -170,12 +218,10 @@ def test_cli_end_to_end_quick(tiny_data: Path, tmp_path: Path, monkeypatch: pyte
     results = [r for r in report["rows"] if r["kind"] == "result"]
     groups = {r["group"] for r in results}
     assert len(groups) == 2 * len(decode.WORKLOADS)  # short clips and long clip
+    assert report["footage"] == "synthetic (--synthetic)"
     for g in groups:
         methods = {r["method"] for r in results if r["group"] == g}
-        expected = set(decode.METHODS)
-        if g.startswith("long clip"):
-            expected.discard("fastvid read_clips")  # one file: nothing to pool
-        assert methods == expected, g
+        assert methods == _expected_methods(g.startswith("long clip")), g
         for r in results:
             if r["group"] == g and not r["skipped"]:
                 assert r["median_s"] > 0 and r["frames_returned"] > 0
@@ -185,10 +231,12 @@ def test_cli_end_to_end_quick(tiny_data: Path, tmp_path: Path, monkeypatch: pyte
     if _has_reader():
         assert {"fastvid exact", "fastvid keyframe", "fastvid read_clips"} <= timed
         assert all(r["ratio_to_fastvid"] is not None for r in results if not r["skipped"])
-    targets = [r for r in report["rows"] if r["kind"] == "target"]
-    assert len(targets) == 5
-    assert "== targets ==" in printed and "ratio to fastvid" in printed
-    assert "decoded/returned" in printed
+    # a smoke run: no verdicts, in the text or the JSON
+    assert not [r for r in report["rows"] if r["kind"] == "target"]
+    assert "== targets ==" not in printed and common.SMOKE_LINE in printed
+    assert "ratio to fastvid" in printed and "decoded/returned" in printed
+    assert "load average (1, 5, 15 min): start" in printed
+    assert "footage: synthetic (--synthetic)" in printed
     # counts: floor <= fastvid exact <= decode-everything on every group
     for g in groups:
         by = {r["method"]: r for r in results if r["group"] == g and not r["skipped"]}
@@ -201,28 +249,107 @@ def test_cli_end_to_end_quick(tiny_data: Path, tmp_path: Path, monkeypatch: pyte
     # the generated dataset is cached: a second run encodes nothing
     files = sorted(p for p in tiny_data.rglob("*") if p.is_file())
     mtimes = [p.stat().st_mtime_ns for p in files]
-    argv2 = ["--suite", "decode", "--quick", "--clips", "3", "--data-dir", str(tiny_data),
-             "--decode-methods", "floor", "--decode-workloads", "uniform16", "--no-progress"]
+    argv2 = [
+        "--suite",
+        "decode",
+        "--quick",
+        "--clips",
+        "3",
+        "--data-dir",
+        str(tiny_data),
+        "--decode-methods",
+        "floor",
+        "--decode-workloads",
+        "uniform16",
+        "--no-progress",
+        "--synthetic",
+    ]
     assert cli.main(argv2) == 0
     assert [p.stat().st_mtime_ns for p in files] == mtimes
     assert sorted(p for p in tiny_data.rglob("*") if p.is_file()) == files
 
 
-def test_cli_given_files_and_missing_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.slow
+def test_full_run_reports_the_targets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _tiny_specs(monkeypatch)
+    out = tmp_path / "r.json"
+    argv = [
+        "--suite",
+        "decode",
+        "--clips",
+        "3",
+        "--data-dir",
+        str(tmp_path),
+        "--synthetic",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--decode-workloads",
+        "uniform16",
+        "--decode-methods",
+        "exact,keyframe,read_clips,opencv-seq,opencv-seek,decord,torchcodec,torchcodec-pool,floor",
+        "--json",
+        str(out),
+        "--no-progress",
+    ]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "== targets ==" in printed and common.SMOKE_LINE not in printed
+    targets = {t["name"]: t for t in json.loads(out.read_text())["rows"] if t["kind"] == "target"}
+    assert len(targets) == 8
+    cores = common.usable_cores()
+    floor_target = targets[f"short clips: read_clips / (decode floor / {cores} cores)"]
+    assert floor_target["comparison"] == "<=" and floor_target["required"] == 1.15
+    assert targets["long clip: keyframe vs exact (x faster)"]["required"] == 15.0
+    peers = {
+        "long clip: exact vs decord (x faster)": decode.decord_available(),
+        "long clip: exact vs torchcodec's best setting (x faster)": decode.torchcodec_available(),
+        "short clips: read_clips vs torchcodec thread pool (x faster)": (
+            decode.torchcodec_available()
+        ),
+    }
+    for name, missing in peers.items():
+        t = targets[name]
+        if missing:
+            assert t["met"] is None and t["unavailable"] == "peer not installed", t
+        else:
+            assert t["measured"] > 0, t
+    if decode.fastvid_available() is None:
+        assert targets["long clip: exact vs OpenCV seek (x faster)"]["measured"] > 0
+
+
+def test_cli_given_files_and_missing_suite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     clip = make_video(tmp_path / "v" / "a.avi", 40, width=96, height=64, codec="mpeg4")
     monkeypatch.setitem(cli.SUITES, "nosuch", "fastvid.bench.nosuch_suite")
     out = tmp_path / "r.json"
-    argv = [str(clip.parent), "--suite", "decode,nosuch", "--quick", "--json", str(out),
-            "--decode-methods", "opencv-seq,pyav,floor", "--decode-workloads", "uniform16",
-            "--no-progress"]
+    argv = [
+        str(clip.parent),
+        "--suite",
+        "decode,nosuch",
+        "--quick",
+        "--json",
+        str(out),
+        "--decode-methods",
+        "opencv-seq,pyav,floor",
+        "--decode-workloads",
+        "uniform16",
+        "--no-progress",
+    ]
     assert cli.main(argv) == 0
     captured = capsys.readouterr()
     assert "skipping suite nosuch" in captured.err
     report = json.loads(out.read_text())
     results = [r for r in report["rows"] if r["kind"] == "result" and r["suite"] == "decode"]
-    assert {r["method"] for r in results} == {"opencv sequential", "pyav decode-all",
-                                              "decode floor"}
+    assert {r["method"] for r in results} == {
+        "opencv sequential",
+        "pyav decode-all",
+        "decode floor",
+    }
     assert all(r["group"].startswith("given files") for r in results)
     assert not any(r["group"].startswith("long") for r in results)
 
@@ -238,8 +365,10 @@ def test_bench_does_not_import_tensorflow() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, fastvid.bench.cli, fastvid.bench.common, fastvid.bench.decode;"
-            "bad = [m for m in ('tensorflow', 'cupy') if m in sys.modules];"
-            "sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, fastvid.bench.cli, fastvid.bench.common, fastvid.bench.decode;"
+        "bad = [m for m in ('tensorflow', 'cupy') if m in sys.modules];"
+        "sys.exit(1 if bad else 0)"
+    )
     env = dict(os.environ)
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0

@@ -36,12 +36,18 @@ def test_class_layout_links_files(dataset_dir, tmp_path):
 def test_run_reports_both_loaders(dataset_dir, tmp_path):
     parser = argparse.ArgumentParser()
     loaders.add_arguments(parser)
-    args = parser.parse_args(["--keras-frames", "4", "--keras-size", "32",
-                              "--keras-batch-size", "2", "--keras-no-fit"])
+    args = parser.parse_args(
+        ["--keras-frames", "4", "--keras-size", "32", "--keras-batch-size", "2", "--keras-no-fit"]
+    )
     args.files = sorted(dataset_dir.glob("*/*.avi"))[:6]
     args.long, args.no_long = None, True
     args.data_dir, args.quick, args.repeats, args.warmup, args.progress = (
-        tmp_path, True, 1, 0, False)
+        tmp_path,
+        True,
+        1,
+        0,
+        False,
+    )
     rows = loaders.run(args)
     results = [r for r in rows if r["kind"] == "result"]
     targets = [r for r in rows if r["kind"] == "target"]

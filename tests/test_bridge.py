@@ -103,9 +103,7 @@ def test_numpy_to_tensorflow_without_copy():
     pytest.importorskip("tensorflow")
     # a subprocess: a misaligned DLPack tensor would abort the interpreter, not raise
     env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-    res = subprocess.run(
-        [sys.executable, "-c", _TF_CHECK], capture_output=True, text=True, env=env
-    )
+    res = subprocess.run([sys.executable, "-c", _TF_CHECK], capture_output=True, text=True, env=env)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pickle
-import threading
 
 import numpy as np
 import pytest
+from helpers import run_in_threads
 
 from fastvid.cache import FrameCache, default_cache_bytes
 from fastvid.synth import frame_indices, make_video
@@ -83,11 +83,7 @@ def test_threads_never_break_the_bound():
             cache.put((base, k), frame(k % 256))
             cache.get((base, k - 1))
 
-    threads = [threading.Thread(target=work, args=(b,)) for b in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    assert not run_in_threads(work, range(4))
     assert cache.nbytes <= 3000 and cache.nbytes == 300 * len(cache)
 
 
@@ -119,8 +115,14 @@ def small_dataset(tmp_path_factory):
 def test_generator_cache_is_bounded_and_hits_are_identical(small_dataset):
     from fastvid import SlidingFrameGenerator, VideoFrameGenerator
 
-    kwargs = dict(glob_pattern=small_dataset, nb_frames=4, batch_size=4, target_shape=(24, 32),
-                  seed=5, prefetch=False)
+    kwargs = dict(
+        glob_pattern=small_dataset,
+        nb_frames=4,
+        batch_size=4,
+        target_shape=(24, 32),
+        seed=5,
+        prefetch=False,
+    )
     plain = VideoFrameGenerator(**kwargs)
     cached = VideoFrameGenerator(**kwargs, use_frame_cache=True)
     frame_bytes = 24 * 32 * 3
@@ -131,8 +133,9 @@ def test_generator_cache_is_bounded_and_hits_are_identical(small_dataset):
     hits = cached.cache.hits
     again = [cached[i] for i in range(len(cached))]
     assert cached.cache.hits == hits + 8 * 4  # the second pass decodes nothing
-    for (xa, ya), (xb, _), (xp, yp) in zip(first, again, [plain[i] for i in range(len(plain))],
-                                            strict=True):
+    for (xa, ya), (xb, _), (xp, yp) in zip(
+        first, again, [plain[i] for i in range(len(plain))], strict=True
+    ):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(xa, xp)  # same numbers as without a cache
         np.testing.assert_array_equal(ya, yp)

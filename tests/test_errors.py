@@ -58,8 +58,13 @@ def test_hierarchy_and_builtins():
     assert issubclass(VideoNotFoundError, FileNotFoundError)
     assert issubclass(DeviceUnavailableError, FastvidError)
     assert issubclass(DeviceUnavailableError, RuntimeError)
-    for cls in (NotAMediaFileError, NoVideoStreamError, UnsupportedCodecError,
-                CorruptVideoError, VideoTooShortError):
+    for cls in (
+        NotAMediaFileError,
+        NoVideoStreamError,
+        UnsupportedCodecError,
+        CorruptVideoError,
+        VideoTooShortError,
+    ):
         assert issubclass(cls, VideoError)
 
 
@@ -83,16 +88,23 @@ def test_no_decoder_for_the_codec_is_a_typed_error(clip, tmp_path):
     with pytest.raises(UnsupportedCodecError, match="no decoder") as err:
         VideoReader(odd)
     assert err.value.path == str(odd)
-    proc = subprocess.run([sys.executable, "-m", "fastvid", "info", str(odd)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastvid", "info", str(odd)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "no decoder" in proc.stderr
 
 
 def test_errors_survive_pickling():
-    for err in (VideoNotFoundError("a.mp4"), CorruptVideoError("b.avi", "broken"),
-                UnsupportedCodecError("c.avi", "no decoder", codec="zqzq"),
-                VideoTooShortError("d.mp4", "3 frames", num_frames=3, needed=5)):
+    for err in (
+        VideoNotFoundError("a.mp4"),
+        CorruptVideoError("b.avi", "broken"),
+        UnsupportedCodecError("c.avi", "no decoder", codec="zqzq"),
+        VideoTooShortError("d.mp4", "3 frames", num_frames=3, needed=5),
+    ):
         back = pickle.loads(pickle.dumps(err))
         assert type(back) is type(err) and str(back) == str(err)
         assert back.__dict__ == err.__dict__
@@ -116,9 +128,15 @@ def test_generator_keeps_a_file_that_hit_a_bug(clip, tmp_path, monkeypatch):
         (tmp_path / cls).mkdir()
         for k in range(2):
             (tmp_path / cls / f"{k}.avi").write_bytes(clip.read_bytes())
-    gen = fastvid.VideoFrameGenerator(glob_pattern=str(tmp_path / "{classname}" / "*.avi"),
-                                      nb_frames=2, target_shape=(16, 16), batch_size=2,
-                                      shuffle=False, device="cpu", prefetch=False)
+    gen = fastvid.VideoFrameGenerator(
+        glob_pattern=str(tmp_path / "{classname}" / "*.avi"),
+        nb_frames=2,
+        target_shape=(16, 16),
+        batch_size=2,
+        shuffle=False,
+        device="cpu",
+        prefetch=False,
+    )
     real = Converter.convert
     calls = {"n": 0}
 
@@ -163,8 +181,14 @@ def test_target_shape_errors_name_the_parameter():
 
 def fastvid_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    return subprocess.run([sys.executable, "-m", "fastvid", *args], capture_output=True,
-                          text=True, timeout=300, env=env, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "fastvid", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        **kwargs,
+    )
 
 
 def test_info_into_a_closed_pipe_ends_quietly(clip):
@@ -186,10 +210,13 @@ def test_info_messages(clip):
 
 
 def test_info_does_not_import_tensorflow(clip):
-    code = ("import sys; from fastvid.cli import main; main(['info', sys.argv[1]]); "
-            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", code, str(clip)], capture_output=True,
-                          text=True, timeout=120)
+    code = (
+        "import sys; from fastvid.cli import main; main(['info', sys.argv[1]]); "
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(clip)], capture_output=True, text=True, timeout=120
+    )
     assert proc.stdout.strip().splitlines()[-1] == "False False"
 
 
@@ -199,8 +226,9 @@ def test_commands_that_need_tensorflow_keep_its_start_up_noise_out(clip, tmp_pat
     src = tmp_path / "src" / "a"
     src.mkdir(parents=True)
     (src / "v.avi").write_bytes(clip.read_bytes())
-    proc = fastvid_cli("convert", str(src.parent), str(tmp_path / "rec"), "--frames", "2",
-                       "--no-progress")
+    proc = fastvid_cli(
+        "convert", str(src.parent), str(tmp_path / "rec"), "--frames", "2", "--no-progress"
+    )
     assert proc.returncode == 0, proc.stderr
     for noise in ("cuInit", "cuda_platform", "cudart_stub", "absl::InitializeLog"):
         assert noise not in proc.stderr

@@ -21,19 +21,30 @@ pytestmark = pytest.mark.keras  # CI runs these under every Keras backend
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("frontends")
-    make_dataset(root, classes=("right", "left", "down"), videos_per_class=3,
-                 num_frames=(20, 30), width=64, height=48, seed=2)
+    make_dataset(
+        root,
+        classes=("right", "left", "down"),
+        videos_per_class=3,
+        num_frames=(20, 30),
+        width=64,
+        height=48,
+        seed=2,
+    )
     return root
 
 
 def loader_of(folder: Path, **kw) -> ClipLoader:
-    return ClipLoader.from_source(folder, num_frames=3, size=(32, 32), device="cpu", seed=1,
-                                  **kw)
+    return ClipLoader.from_source(folder, num_frames=3, size=(32, 32), device="cpu", seed=1, **kw)
 
 
 def tiny_model(keras, classes: int):
-    model = keras.Sequential([keras.Input((3, 32, 32, 3)), keras.layers.Flatten(),
-                              keras.layers.Dense(classes, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((3, 32, 32, 3)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(classes, activation="softmax"),
+        ]
+    )
     model.compile("adam", "categorical_crossentropy")
     return model
 
@@ -52,8 +63,9 @@ def test_torch_dataset_in_worker_processes(folder):
     assert isinstance(frames, torch.Tensor) and frames.shape == (3, 32, 32, 3)
     assert frame_indices(frames.numpy()) == loader.sample_request(4)[1]
     batches = torch.utils.data.DataLoader(data, batch_size=4, shuffle=False, num_workers=2)
-    got = [(frame_indices(x.numpy()[k]), int(y[k].argmax())) for x, y in batches
-           for k in range(len(x))]
+    got = [
+        (frame_indices(x.numpy()[k]), int(y[k].argmax())) for x, y in batches for k in range(len(x))
+    ]
     want = [(loader.sample_request(s)[1], loader.videos[s].label) for s in range(9)]
     assert got == want
 
@@ -64,8 +76,11 @@ def test_torch_dataset_epochs_draw_anew(tmp_path):
 
     for cls in ("a", "b"):
         make_video(tmp_path / cls / "v.avi", 40, codec="mpeg4", motion=MOTIONS["right"])
-    data = VideoDataset(ClipLoader.from_source(tmp_path, num_frames=3, size=(16, 16),
-                                               sampler="random_clip", device="cpu", seed=4))
+    data = VideoDataset(
+        ClipLoader.from_source(
+            tmp_path, num_frames=3, size=(16, 16), sampler="random_clip", device="cpu", seed=4
+        )
+    )
     first = [frame_indices(data[i][0].numpy()) for i in range(2)]
     data.set_epoch(1)
     assert [frame_indices(data[i][0].numpy()) for i in range(2)] != first
@@ -83,8 +98,9 @@ def test_model_fit_on_a_torch_data_loader(folder):
     from fastvid.torch import VideoDataset
 
     loader = loader_of(folder)
-    batches = torch.utils.data.DataLoader(VideoDataset(loader), batch_size=3, shuffle=True,
-                                          num_workers=2)
+    batches = torch.utils.data.DataLoader(
+        VideoDataset(loader), batch_size=3, shuffle=True, num_workers=2
+    )
     history = tiny_model(keras, 3).fit(batches, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2 and np.all(np.isfinite(history.history["loss"]))
 
@@ -111,8 +127,7 @@ def test_grain_data_loader_in_worker_processes(folder):
     import fastvid.grain
 
     loader = loader_of(folder)
-    batches = list(fastvid.grain.data_loader(loader, batch_size=3, shuffle=False,
-                                             worker_count=2))
+    batches = list(fastvid.grain.data_loader(loader, batch_size=3, shuffle=False, worker_count=2))
     got = [frame_indices(x[k]) for x, _ in batches for k in range(len(x))]
     # each worker batches its own records: every sample once, grouped by worker
     assert sorted(got) == sorted(loader.sample_request(s)[1] for s in range(9))
@@ -125,6 +140,7 @@ def test_model_fit_on_a_grain_dataset(folder):
     import fastvid.grain
 
     loader = loader_of(folder)
-    history = tiny_model(keras, 3).fit(fastvid.grain.dataset(loader, batch_size=3, seed=0),
-                                       epochs=2, verbose=0)
+    history = tiny_model(keras, 3).fit(
+        fastvid.grain.dataset(loader, batch_size=3, seed=0), epochs=2, verbose=0
+    )
     assert len(history.history["loss"]) == 2 and np.all(np.isfinite(history.history["loss"]))

@@ -101,8 +101,13 @@ def test_classify():
     assert fuzz.classify(_record(ref, range=["a", "b", "d", "c"]))[0] == fuzz.WRONG_FRAME
     assert fuzz.classify(_record(ref, n=3, range=ref[:3]))[0] == fuzz.FRAMES_LOST
     assert fuzz.classify(_record(ref, n=5, range=[*ref, "e"]))[0] == fuzz.COUNT_MISMATCH
-    video_error = {"call": "open", "index": None, "type": "VideoError", "videoerror": True,
-                   "message": "x"}
+    video_error = {
+        "call": "open",
+        "index": None,
+        "type": "VideoError",
+        "videoerror": True,
+        "message": "x",
+    }
     assert fuzz.classify(_record(ref, n=None, errors=[video_error]))[0] == fuzz.VIDEOERROR
     bug = dict(video_error, type="KeyError", videoerror=False, call="single", index=1)
     assert fuzz.classify(_record(ref, errors=[bug]))[0] == fuzz.OTHER_EXCEPTION
@@ -146,9 +151,16 @@ def test_damaged_files_never_break_the_promise(fuzz_run, kind):
 @pytest.mark.parametrize("launcher", fuzz.LAUNCHERS)
 def test_crashes_and_hangs_are_caught(tmp_path, launcher):
     def job(selftest: str) -> dict:
-        return {"path": "-", "seed": 0, "singles": 1, "timeout": 2.0, "mem_limit_mb": 0,
-                "result": str(tmp_path / f"{selftest}.json"),
-                "stderr": str(tmp_path / f"{selftest}.stderr"), "selftest": selftest}
+        return {
+            "path": "-",
+            "seed": 0,
+            "singles": 1,
+            "timeout": 2.0,
+            "mem_limit_mb": 0,
+            "result": str(tmp_path / f"{selftest}.json"),
+            "stderr": str(tmp_path / f"{selftest}.stderr"),
+            "selftest": selftest,
+        }
 
     crash = job("crash")
     assert fuzz._launch(crash, 20.0, launcher) == -signal.SIGSEGV

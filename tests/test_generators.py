@@ -55,8 +55,7 @@ def known(tmp_path_factory) -> tuple[str, dict[str, int]]:
     lengths = {}
     for cls, ns in LENGTHS.items():
         for k, n in enumerate(ns):
-            path = make_video(root / cls / f"{cls}_{k}.avi", n, codec="mpeg4",
-                              motion=MOTIONS[cls])
+            path = make_video(root / cls / f"{cls}_{k}.avi", n, codec="mpeg4", motion=MOTIONS[cls])
             lengths[str(path)] = n
     return str(root / "{classname}" / "*.avi"), lengths
 
@@ -108,8 +107,9 @@ def test_sliding_init(seed_dir):
 )
 def test_flow_methods_with_transformation(seed_dir, method, shape):
     tr = keras.layers.RandomRotation(10 / 360)
-    gen = OpticalFlowGenerator(method=method, glob_pattern=seed_dir, transformation=tr,
-                               target_shape=shape, prefetch=False)
+    gen = OpticalFlowGenerator(
+        method=method, glob_pattern=seed_dir, transformation=tr, target_shape=shape, prefetch=False
+    )
     assert len(gen.classes) == 3 and gen.files_count == 30
     seq, labels = next(gen)
     assert seq.shape == (16, 5, *shape, 3) and seq.dtype == np.float32
@@ -120,8 +120,15 @@ def test_flow_methods_with_transformation(seed_dir, method, shape):
 @pytest.mark.parametrize("kind", GENERATORS)
 def test_split(seed_dir, kind):
     extra = {"sequence_time": 0.5} if kind is SlidingFrameGenerator else {}
-    gen = kind(glob_pattern=seed_dir, split_test=0.2, split_val=0.3, target_shape=(24, 24),
-               seed=1, transformation=keras.layers.RandomFlip("horizontal"), **extra)
+    gen = kind(
+        glob_pattern=seed_dir,
+        split_test=0.2,
+        split_val=0.3,
+        target_shape=(24, 24),
+        seed=1,
+        transformation=keras.layers.RandomFlip("horizontal"),
+        **extra,
+    )
     valid = gen.get_validation_generator()
     test = gen.get_test_generator()
     assert (gen.files_count, valid.files_count, test.files_count) == (18, 9, 3)
@@ -185,8 +192,16 @@ def test_optical_flow_decodes_one_frame_more(known):
         seen.append(frame_indices(frames))
         return frames
 
-    g = OpticalFlowGenerator(**small(pattern, nb_frames=4, shuffle=False, batch_size=6,
-                                     method=METHOD_ABS_DIFF, transformation=spy))
+    g = OpticalFlowGenerator(
+        **small(
+            pattern,
+            nb_frames=4,
+            shuffle=False,
+            batch_size=6,
+            method=METHOD_ABS_DIFF,
+            transformation=spy,
+        )
+    )
     x, _ = g[0]
     assert x.shape == (6, 4, 24, 32, 3)
     assert seen == [sampling.uniform_indices(lengths[p], 5) for p in g.files]
@@ -217,8 +232,7 @@ def test_sequence_time_sets_the_span(known):
     one = SlidingFrameGenerator(**small(pattern, nb_frames=5, sequence_time=0.8, shuffle=False))
     half = SlidingFrameGenerator(**small(pattern, nb_frames=5, sequence_time=0.4, shuffle=False))
     for gen, span in ((one, 20), (half, 10)):  # 0.8 s and 0.4 s at 25 fps
-        assert gen.samples_count == sum(
-            sampling.window_count(lengths[p], span) for p in gen.files)
+        assert gen.samples_count == sum(sampling.window_count(lengths[p], span) for p in gen.files)
         x, _ = gen[0]
         for seq in x:
             frames = frame_indices(seq)
@@ -279,8 +293,9 @@ def test_short_videos_skipped_with_one_warning(with_short, caplog):
     [("repeat_last", [0, 1, 2, 2, 2], [0, 1, 1, 1, 1]), ("loop", [0, 1, 2, 0, 1], [0, 1, 0, 1, 0])],
 )
 def test_short_videos_padded(with_short, policy, left, right):
-    g = VideoFrameGenerator(**small(with_short, nb_frames=5, short_video=policy, shuffle=False,
-                                    batch_size=8))
+    g = VideoFrameGenerator(
+        **small(with_short, nb_frames=5, short_video=policy, shuffle=False, batch_size=8)
+    )
     assert g.files_count == 8
     x, _ = g[0]
     got = {Path(p).name: frame_indices(x[b]) for b, p in enumerate(g.files)}
@@ -289,10 +304,19 @@ def test_short_videos_padded(with_short, policy, left, right):
 
 
 def test_short_videos_padded_in_sliding_windows(with_short):
-    g = SlidingFrameGenerator(**small(with_short, nb_frames=4, short_video="loop",
-                                      sequence_time=0.4, shuffle=False, batch_size=64))
-    short = [b for b in range(g.samples_count)
-             if Path(g.sample_indices(b)[0]).name == "short_left.avi"]
+    g = SlidingFrameGenerator(
+        **small(
+            with_short,
+            nb_frames=4,
+            short_video="loop",
+            sequence_time=0.4,
+            shuffle=False,
+            batch_size=64,
+        )
+    )
+    short = [
+        b for b in range(g.samples_count) if Path(g.sample_indices(b)[0]).name == "short_left.avi"
+    ]
     assert len(short) == 1, "a short video padded by 'loop' gives exactly one window"
     indices = g.sample_indices(short[0])[1]
     assert indices == [i % 3 for i in sampling.window_indices(0, 10, 4)]
@@ -312,8 +336,9 @@ def with_corrupt(tmp_path_factory) -> str:
     good = []
     for cls in ("left", "right"):
         for k in range(3):
-            good.append(make_video(root / cls / f"{cls}_{k}.avi", 20, codec="mpeg4",
-                                   motion=MOTIONS[cls]))
+            good.append(
+                make_video(root / cls / f"{cls}_{k}.avi", 20, codec="mpeg4", motion=MOTIONS[cls])
+            )
     (root / "left" / "junk.avi").write_bytes(np.random.default_rng(0).bytes(5000))
     (root / "right" / "empty.avi").write_bytes(b"")
     data = good[0].read_bytes()
@@ -361,8 +386,9 @@ def test_file_failing_mid_epoch_never_shrinks_a_batch(known, monkeypatch, caplog
     x, _ = batches[0]
     assert frame_indices(x[1]) == frame_indices(x[2])  # its place taken by the next sample
 
-    strict = VideoFrameGenerator(**small(pattern, nb_frames=3, batch_size=3, shuffle=False,
-                                         short_video="raise"))
+    strict = VideoFrameGenerator(
+        **small(pattern, nb_frames=3, batch_size=3, shuffle=False, short_video="raise")
+    )
     with pytest.raises(VideoError, match="simulated"):
         strict[0]
 
@@ -372,8 +398,13 @@ def test_file_failing_mid_epoch_never_shrinks_a_batch(known, monkeypatch, caplog
 
 def test_same_seed_same_batches_new_epoch_new_draws(known):
     pattern, _ = known
-    opts = small(pattern, nb_frames=3, seed=21, transformation=keras.layers.RandomRotation(0.1),
-                 augment=AugmentParams(flip=0.5, zoom=0.1))
+    opts = small(
+        pattern,
+        nb_frames=3,
+        seed=21,
+        transformation=keras.layers.RandomRotation(0.1),
+        augment=AugmentParams(flip=0.5, zoom=0.1),
+    )
     a, b = VideoFrameGenerator(**opts), VideoFrameGenerator(**opts)
     first_a, first_b = epoch(a), epoch(b)
     for (xa, ya), (xb, yb) in zip(first_a, first_b, strict=True):
@@ -384,8 +415,7 @@ def test_same_seed_same_batches_new_epoch_new_draws(known):
     second_a = epoch(a)
     for (xa, _), (xb, _) in zip(second_a, epoch(b), strict=True):
         np.testing.assert_array_equal(xa, xb)
-    assert not all(np.allclose(x1, x2) for (x1, _), (x2, _) in zip(first_a, second_a,
-                                                                    strict=True))
+    assert not all(np.allclose(x1, x2) for (x1, _), (x2, _) in zip(first_a, second_a, strict=True))
     c = VideoFrameGenerator(**{**opts, "seed": 22})
     assert not np.array_equal(a.indexes, c.indexes) or not np.allclose(c[0][0], first_a[0][0])
 
@@ -443,8 +473,9 @@ def test_awkward_paths_end_to_end(tmp_path):
     root = tmp_path / "vidéos (v1)+$ {x}"
     for cls in ("left", "right"):
         make_video(root / f"{cls} à" / "clip 1.avi", 10, codec="mpeg4")
-    g = VideoFrameGenerator(**small(str(root / "{classname}" / "*.avi"), nb_frames=2,
-                                    shuffle=False))
+    g = VideoFrameGenerator(
+        **small(str(root / "{classname}" / "*.avi"), nb_frames=2, shuffle=False)
+    )
     assert g.classes == ["left à", "right à"]
     _, y = g[0]
     assert y.tolist() == [[1.0, 0.0], [0.0, 1.0]]
@@ -471,8 +502,9 @@ def test_transformation_as_augment_params(known):
 
 def test_keyframe_mode_and_classes_filter(known):
     pattern, _ = known
-    g = VideoFrameGenerator(**small(pattern, classes=["right", "left"], seek_mode="keyframe",
-                                    nb_frames=3))
+    g = VideoFrameGenerator(
+        **small(pattern, classes=["right", "left"], seek_mode="keyframe", nb_frames=3)
+    )
     assert g.classes == ["left", "right"] and g.files_count == 4
     x, y = g[0]
     assert x.shape == (4, 3, 24, 32, 3) and y.shape == (4, 2)
@@ -480,16 +512,19 @@ def test_keyframe_mode_and_classes_filter(known):
 
 def test_fit_with_keras_workers(known):
     pattern, _ = known
-    train = VideoFrameGenerator(**small(pattern, nb_frames=3, target_shape=(16, 16), workers=2,
-                                        split_val=0.5, seed=0))
+    train = VideoFrameGenerator(
+        **small(pattern, nb_frames=3, target_shape=(16, 16), workers=2, split_val=0.5, seed=0)
+    )
     valid = train.get_validation_generator()
     assert valid.workers == 2
-    model = keras.Sequential([
-        keras.Input((3, 16, 16, 3)),
-        keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D()),
-        keras.layers.Flatten(),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((3, 16, 16, 3)),
+            keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D()),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     model.compile("adam", "categorical_crossentropy")
     history = model.fit(train, validation_data=valid, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2 and train.epoch >= 2
@@ -529,8 +564,11 @@ def test_pickles_for_worker_processes(known):
     import pickle
 
     pattern, _ = known
-    g = VideoFrameGenerator(**small(pattern, nb_frames=3, seed=6, use_frame_cache=True,
-                                    augment=AugmentParams(rotation=5)))
+    g = VideoFrameGenerator(
+        **small(
+            pattern, nb_frames=3, seed=6, use_frame_cache=True, augment=AugmentParams(rotation=5)
+        )
+    )
     x, y = g[1]
     copy = pickle.loads(pickle.dumps(g))
     assert len(copy.cache) == 0  # a worker starts with an empty cache

@@ -12,18 +12,19 @@ to be fully written. Results are compared with (a) a NumPy float reference of th
 same math (1e-5 of full scale; exactly for the integer and bit-for-bit float steps)
 and (b) the CPU backend (1/255 of full scale after rescale, 1e-5 for motion).
 Inputs are random, never zero, with odd sizes; launches use a small grid so every
-kernel's grid-stride loop goes round many times, and an exact cover as well.
+kernel's grid-stride loop goes round many times, and an exact cover as well. (The
+harness is tests/emulation.py; fastvid.ops.cuda itself, over a stand-in CuPy, is
+tests/test_gpu_path.py.)
 """
 
 from __future__ import annotations
 
 import ctypes
-import shutil
-import subprocess
 
 import cv2
 import numpy as np
 import pytest
+from emulation import LAUNCHES, EmulatedDevice, build_emulated_lib
 from helpers import smooth_clip
 
 import fastvid.ops as ops
@@ -32,7 +33,6 @@ from fastvid.ops import flow as flowmod
 from fastvid.ops.affine import AugmentParams, batch_matrices, make_rng, sequence_matrices
 
 AUGMENT = AugmentParams(flip=0.5, rotation=25.0, zoom=0.25, shift=0.2)
-LAUNCHES = {"strided": (32, 5), "exact": (64, kernels.MAX_BLOCKS)}  # (block, max blocks)
 
 # --------------------------------------------------------------------------- harness
 
@@ -40,76 +40,7 @@ LAUNCHES = {"strided": (32, 5), "exact": (64, kernels.MAX_BLOCKS)}  # (block, ma
 @pytest.fixture(scope="session")
 def emu_lib(tmp_path_factory):
     """The kernels compiled for the host, loaded with ctypes."""
-    gxx = shutil.which("g++")
-    if gxx is None:
-        pytest.skip("g++ not found")
-    src = kernels.kernel_dir()
-    lib_path = tmp_path_factory.mktemp("emulated_kernels") / "fastvid_kernels.so"
-    cmd = [gxx, "-std=c++17", "-O1", "-shared", "-fPIC", "-ffp-contract=off"]
-    cmd += ["-Wall", "-Wextra", "-Werror", "-I", str(src), str(src / "host_launcher.cpp")]
-    cmd += ["-o", str(lib_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    lib = ctypes.CDLL(str(lib_path))
-    uint3 = ctypes.c_uint * 3
-    lib.fv_launch.argtypes = [ctypes.c_char_p, uint3, uint3, ctypes.POINTER(ctypes.c_void_p)]
-    lib.fv_launch.restype = ctypes.c_int
-    lib.fv_kernel_name.argtypes = [ctypes.c_int]
-    lib.fv_kernel_name.restype = ctypes.c_char_p
-    return lib
-
-
-class EmulatedDevice:
-    """:class:`fastvid.ops.kernels.Device` over NumPy and the emulated kernels."""
-
-    xp = np
-    use_cuda_flow = False
-
-    def __init__(self, lib, launch="strided", byte_poison=0xA5):
-        self.lib = lib
-        self.block, self.max_blocks = LAUNCHES[launch]
-        self.byte_poison = byte_poison
-        self.allocated: list[np.ndarray] = []
-        self.launched: list[str] = []
-
-    def empty(self, shape, dtype):
-        a = np.empty(shape, dtype)
-        a.fill(np.nan if a.dtype.kind == "f" else self.byte_poison)
-        self.allocated.append(a)
-        return a
-
-    def launch(self, name, total, args):
-        args = kernels.kernel_args(name, args)
-        blocks, block = kernels.launch_config(total, self.block, self.max_blocks)
-        values = [
-            ctypes.c_void_p(a.ctypes.data)
-            if isinstance(a, np.ndarray)
-            else np.ctypeslib.as_ctypes_type(a.dtype)(a.item())
-            for a in args
-        ]
-        ptrs = (ctypes.c_void_p * len(values))(*[ctypes.addressof(v) for v in values])
-        grid, blk = (ctypes.c_uint * 3)(blocks, 1, 1), (ctypes.c_uint * 3)(block, 1, 1)
-        assert self.lib.fv_launch(name.encode(), grid, blk, ptrs) == 0, name
-        self.launched.append(name)
-
-    def upload(self, arrays, offsets, nbytes):
-        buf = self.empty((nbytes,), np.uint8)
-        for a, off in zip(arrays, offsets, strict=True):
-            raw = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
-            buf[int(off) : int(off) + raw.size] = raw
-        return buf
-
-    def to_device(self, array):
-        return np.array(array, order="C", copy=True)
-
-    def to_host(self, array):
-        return np.array(array, copy=True)
-
-    def assert_all_written(self):
-        """No float buffer the kernels wrote still holds the NaN poison."""
-        for a in self.allocated:
-            if a.dtype.kind == "f":
-                assert not np.isnan(a).any(), f"unwritten elements in a {a.shape} buffer"
+    return build_emulated_lib(tmp_path_factory.mktemp("emulated_kernels"))
 
 
 def random_clip(rng, frames, h, w, *, i420=False):
@@ -224,8 +155,14 @@ def test_prepare_kernel_matches_float_reference(
         mats = batch_matrices(sources, size, augment, make_rng(3))
     dev = EmulatedDevice(emu_lib, launch)
     got = kernels.prepare_batch(
-        dev, clips, height=size[1], width=size[0], color=color, rescale=1 / 255,
-        matrices=mats, input_format=fmt,
+        dev,
+        clips,
+        height=size[1],
+        width=size[0],
+        color=color,
+        rescale=1 / 255,
+        matrices=mats,
+        input_format=fmt,
     )
     dev.assert_all_written()
     assert dev.launched == ["prepare_i420" if i420 else "prepare_rgb"]  # one launch per batch
@@ -244,7 +181,13 @@ def test_prepare_kernel_rescale_and_identity_map(emu_lib):
     mats = sequence_matrices((37, 23), (37, 23), None, None, 1)
     dev = EmulatedDevice(emu_lib)
     got = kernels.prepare_batch(
-        dev, [clip], height=23, width=37, color="rgb", rescale=1.0, matrices=mats,
+        dev,
+        [clip],
+        height=23,
+        width=37,
+        color="rgb",
+        rescale=1.0,
+        matrices=mats,
         input_format="rgb",
     )
     np.testing.assert_array_equal(got[0], clip.astype(np.float32))
@@ -300,15 +243,26 @@ def test_prepare_matches_cpu_backend(emu_lib, fmt, color, sources, size, augment
     clips = [smooth_clip(rng, 3, h, w, i420=i420) for w, h in sources]
     seed = 1234
     want = ops.prepare(  # sizes here are (w, h), as the affine maths writes them
-        clips, size=size[::-1], color=color, augment=augment, seed=seed, input_format=fmt,
+        clips,
+        size=size[::-1],
+        color=color,
+        augment=augment,
+        seed=seed,
+        input_format=fmt,
         device="cpu",
     )
     # the same draw as fastvid.ops.prepare makes for any backend
     mats = batch_matrices(sources, size, augment, make_rng(seed))
     dev = EmulatedDevice(emu_lib)
     got = kernels.prepare_batch(
-        dev, clips, height=size[1], width=size[0], color=color, rescale=1 / 255,
-        matrices=mats, input_format=fmt,
+        dev,
+        clips,
+        height=size[1],
+        width=size[0],
+        color=color,
+        rescale=1 / 255,
+        matrices=mats,
+        input_format=fmt,
     )
     dev.assert_all_written()
     assert got.shape == want.shape and got.dtype == want.dtype
@@ -350,8 +304,13 @@ def test_gray_and_abs_diff_are_bit_exact(emu_lib, c):
     frames = motion_input(rng, c, np.float32)
     dev = EmulatedDevice(emu_lib)
     got = kernels.motion_batch(
-        dev, frames, ops.motion_method(ops.METHOD_ABS_DIFF), levels=3, winsize=15,
-        iterations=3, flow="farneback",
+        dev,
+        frames,
+        ops.motion_method(ops.METHOD_ABS_DIFF),
+        levels=3,
+        winsize=15,
+        iterations=3,
+        flow="farneback",
     )
     dev.assert_all_written()
     assert dev.launched == ["rgb_to_gray", "abs_diff"]
@@ -443,7 +402,12 @@ def test_motion_matches_cpu_backend(emu_lib, method, c, dtype):
     frames = u8 if dtype == np.uint8 else (u8 / np.float32(255)).astype(np.float32)
     dev = EmulatedDevice(emu_lib)
     got = kernels.motion_batch(
-        dev, frames, ops.motion_method(method), levels=2, winsize=9, iterations=2,
+        dev,
+        frames,
+        ops.motion_method(method),
+        levels=2,
+        winsize=9,
+        iterations=2,
         flow="farneback",
     )
     dev.assert_all_written()
@@ -457,141 +421,6 @@ def test_motion_matches_cpu_backend(emu_lib, method, c, dtype):
     assert np.abs(want).max() > 0.01 * full_scale  # something moved
 
 
-# --------------------------------------------------------------------------- fastvid.ops.cuda
-
-
-class _FakePointer:
-    def __init__(self, address):
-        self.address = address
-
-    def __add__(self, offset):
-        return _FakePointer(self.address + int(offset))
-
-    def copy_from_host_async(self, src, size, stream):
-        assert isinstance(stream, _FakeStream)
-        ctypes.memmove(self.address, int(src), int(size))
-        stream.copies += 1
-
-
-class _FakeArray(np.ndarray):
-    """Stands in for cupy.ndarray: ``.data`` is a device pointer."""
-
-    @property
-    def data(self):
-        return _FakePointer(self.ctypes.data)
-
-
-class _FakeStream:
-    active = 0  # streams entered as "current", all threads
-
-    def __init__(self, non_blocking=False):
-        self.copies = 0
-        self.synchronized = 0
-
-    def __enter__(self):
-        _FakeStream.active += 1
-        return self
-
-    def __exit__(self, *exc):
-        _FakeStream.active -= 1
-
-    def synchronize(self):
-        self.synchronized += 1
-
-
-def fake_cupy(lib):
-    """A NumPy stand-in for the bits of CuPy fastvid.ops.cuda uses; kernels run emulated.
-
-    It checks our side of the contract (arguments, offsets, streams, pinned buffers),
-    not CuPy's behaviour, which test_cuda.py checks on a GPU.
-    """
-    import types
-
-    cp = types.ModuleType("cupy")
-    cp.ndarray = _FakeArray
-    cp.empty = lambda shape, dtype: np.full(
-        shape, np.nan if np.dtype(dtype).kind == "f" else 7, dtype
-    ).view(_FakeArray)
-    cp.asarray = lambda a: np.array(a).view(_FakeArray)
-    cp.asnumpy = lambda a, stream=None: np.array(a)
-    cp.ascontiguousarray = np.ascontiguousarray
-    cp.where = np.where
-    emulated = EmulatedDevice(lib)
-
-    class RawModule:
-        def __init__(self, code, options=()):
-            assert options == kernels.NVRTC_OPTIONS
-            self.names = kernels.parse_signatures(code)
-
-        def get_function(self, name):
-            assert name in self.names
-
-            def run(grid, block, args):
-                assert _FakeStream.active > 0, "launch outside the thread's stream"
-                assert isinstance(args, tuple)
-                for arg, param in zip(args, kernels.signatures()[name][1], strict=True):
-                    assert param.pointer or type(arg) is param.dtype.type  # exact C types
-                emulated.block, emulated.max_blocks = block[0], grid[0]
-                emulated.launch(name, grid[0] * block[0], list(args))
-
-            return run
-
-    cp.RawModule = RawModule
-    cp.cuda = types.SimpleNamespace(
-        Stream=_FakeStream, alloc_pinned_memory=lambda size: bytearray(size)
-    )
-    return cp
-
-
-@pytest.fixture
-def cuda_backend(emu_lib, monkeypatch):
-    """fastvid.ops.cuda imported over the stand-in, and forgotten afterwards."""
-    import importlib
-    import sys
-
-    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(emu_lib))
-    sys.modules.pop("fastvid.ops.cuda", None)
-    module = importlib.import_module("fastvid.ops.cuda")
-    yield module
-    sys.modules.pop("fastvid.ops.cuda", None)
-    if "cuda" in vars(ops):
-        delattr(ops, "cuda")
-
-
-@pytest.mark.parametrize("fmt", ["rgb", "yuv420p"])
-def test_cuda_backend_prepare_over_stand_in(cuda_backend, fmt):
-    rng = np.random.default_rng(12)
-    sources = [(38, 24), (30, 32)]
-    clips = [random_clip(rng, 3, h, w, i420=fmt == "yuv420p") for w, h in sources]
-    clips[1] = np.asfortranarray(clips[1])  # any strides: copied into pinned memory as is
-    mats = batch_matrices(sources, (19, 13), AUGMENT, make_rng(5))
-    kw = dict(height=13, width=19, color="rgb", rescale=1 / 255, matrices=mats, input_format=fmt)
-    got = cuda_backend.prepare(clips, **kw)
-    dev = cuda_backend.device()
-    assert dev.stream.copies == 2 and dev.stream.synchronized == 1
-    assert not np.isnan(got).any()
-    want = ref_prepare(clips, mats, (19, 13), "rgb", 1 / 255, fmt == "yuv420p")
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    # a device clip goes in without a host copy
-    again = cuda_backend.prepare([cuda_backend.cupy.asarray(clips[0]), clips[1]], **kw)
-    np.testing.assert_array_equal(again, got)
-    assert dev.stream.copies == 3
-
-
-@pytest.mark.parametrize("dtype", [np.uint8, np.float32], ids=["uint8", "float"])
-@pytest.mark.parametrize("method", [ops.METHOD_DIFF_MASK, ops.METHOD_FLOW_MASK])
-def test_cuda_backend_motion_over_stand_in(cuda_backend, method, dtype):
-    rng = np.random.default_rng(13)
-    u8 = rng.integers(1, 256, (N, F1, H, W + 2, 3), dtype=np.uint8)[..., 1:-1, :]  # strided
-    frames = u8 if dtype == np.uint8 else (u8 / np.float32(255)).astype(np.float32)
-    got = cuda_backend.motion(frames, ops.motion_method(method), levels=2, winsize=9,
-                              iterations=2, flow="dis")
-    want = ops.motion(frames, method, levels=2, winsize=9, iterations=2, flow="dis", device="cpu")
-    assert not np.isnan(got).any()
-    scale = 255.0 if dtype == np.uint8 else 1.0
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale)
-
-
 @pytest.mark.parametrize("aspect", ["crop", "pad"])
 @pytest.mark.parametrize("fmt", ["rgb", "yuv420p"])
 def test_aspect_ratio_kernel_matches_cpu_backend(emu_lib, fmt, aspect):
@@ -600,13 +429,22 @@ def test_aspect_ratio_kernel_matches_cpu_backend(emu_lib, fmt, aspect):
     i420 = fmt == "yuv420p"
     sources = [(40, 20), (16, 30)]  # (w, h): one wide, one tall, into a square output
     clips = [smooth_clip(rng, 2, h, w, i420=i420) for w, h in sources]
-    want = ops.prepare(clips, size=(18, 18), augment=AUGMENT, seed=3, input_format=fmt,
-                       aspect=aspect, device="cpu")
+    want = ops.prepare(
+        clips, size=(18, 18), augment=AUGMENT, seed=3, input_format=fmt, aspect=aspect, device="cpu"
+    )
     mats = batch_matrices(sources, (18, 18), AUGMENT, make_rng(3), aspect)
     dev = EmulatedDevice(emu_lib)
-    got = kernels.prepare_batch(dev, clips, height=18, width=18, color="rgb",
-                                rescale=1 / 255, matrices=mats, input_format=fmt,
-                                zero_outside=aspect == "pad")
+    got = kernels.prepare_batch(
+        dev,
+        clips,
+        height=18,
+        width=18,
+        color="rgb",
+        rescale=1 / 255,
+        matrices=mats,
+        input_format=fmt,
+        zero_outside=aspect == "pad",
+    )
     dev.assert_all_written()
     assert np.abs(got - want).max() <= CPU_TOL
     if aspect == "pad":  # black where the picture is not, on both

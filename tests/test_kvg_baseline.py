@@ -109,8 +109,9 @@ def test_too_short_video_is_dropped(tmp_path, caplog):
 
 def test_generator_batches(dataset_dir):
     pattern = str(dataset_dir / "{classname}" / "*.avi")
-    gen = kvg.KvgVideoFrameGenerator(glob_pattern=pattern, nb_frames=5, target_shape=(32, 24),
-                                     batch_size=4, shuffle=False)
+    gen = kvg.KvgVideoFrameGenerator(
+        glob_pattern=pattern, nb_frames=5, target_shape=(32, 24), batch_size=4, shuffle=False
+    )
     assert gen.classes == ["down", "left", "right"]
     assert gen.files_count == 18 and gen.classes_count == 3
     assert len(gen) == 4  # floor(18 / 4): the last partial batch is dropped, as the original
@@ -128,16 +129,27 @@ def test_generator_batches(dataset_dir):
 def test_generator_short_video_shrinks_batch(tmp_path):
     for name, n in [("a", 40), ("a", 8), ("b", 40), ("b", 41)]:
         make_video(tmp_path / name / f"{name}_{n}.avi", n, codec="mpeg4")
-    gen = kvg.KvgVideoFrameGenerator(glob_pattern=str(tmp_path / "{classname}" / "*.avi"),
-                                     nb_frames=16, target_shape=(16, 16), batch_size=4)
+    gen = kvg.KvgVideoFrameGenerator(
+        glob_pattern=str(tmp_path / "{classname}" / "*.avi"),
+        nb_frames=16,
+        target_shape=(16, 16),
+        batch_size=4,
+    )
     x, y = gen[0]
     assert x.shape[0] == 3 and y.shape == (3, 2)  # the 8-frame video silently left out
 
 
 def test_frame_cache_and_splits(dataset_dir):
     pattern = str(dataset_dir / "{classname}" / "*.avi")
-    gen = kvg.KvgVideoFrameGenerator(glob_pattern=pattern, nb_frames=4, target_shape=(16, 16),
-                                     batch_size=3, use_frame_cache=True, split_val=0.3, seed=3)
+    gen = kvg.KvgVideoFrameGenerator(
+        glob_pattern=pattern,
+        nb_frames=4,
+        target_shape=(16, 16),
+        batch_size=3,
+        use_frame_cache=True,
+        split_val=0.3,
+        seed=3,
+    )
     valid = gen.get_validation_generator()
     assert valid.files_count == 3 and gen.files_count == 15  # int(0.3 * 6) = 1 per class
     assert not set(valid.files) & set(gen.files)
@@ -147,8 +159,9 @@ def test_frame_cache_and_splits(dataset_dir):
     second = [gen[i][0] for i in range(len(gen))]
     assert gen.stats.frames_read == read  # second pass from memory
     assert [frame_index(c[0][0]) for c in first] == [frame_index(c[0][0]) for c in second]
-    nocache = kvg.KvgVideoFrameGenerator(glob_pattern=pattern, nb_frames=4, target_shape=(16, 16),
-                                         batch_size=3)
+    nocache = kvg.KvgVideoFrameGenerator(
+        glob_pattern=pattern, nb_frames=4, target_shape=(16, 16), batch_size=3
+    )
     nocache[0]
     assert nocache.cache_nbytes == 0
 
@@ -157,8 +170,9 @@ def test_same_seed_same_order(dataset_dir):
     pattern = str(dataset_dir / "{classname}" / "*.avi")
 
     def order(seed):
-        g = kvg.KvgVideoFrameGenerator(glob_pattern=pattern, nb_frames=2, batch_size=2, seed=seed,
-                                       split_val=0.5)
+        g = kvg.KvgVideoFrameGenerator(
+            glob_pattern=pattern, nb_frames=2, batch_size=2, seed=seed, split_val=0.5
+        )
         return [g.files[i] for i in g.indexes]
 
     assert order(1) == order(1)

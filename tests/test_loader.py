@@ -65,10 +65,13 @@ def test_batches_frames_and_labels(folder):
     assert len(loader) == 3 and loader.samples_count == 6
 
 
-@pytest.mark.parametrize(("mode", "check"), [
-    ("int", lambda y: y.dtype == np.int32 and y.tolist() == [0, 0]),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("mode", "check"),
+    [
+        ("int", lambda y: y.dtype == np.int32 and y.tolist() == [0, 0]),
+        (None, None),
+    ],
+)
 def test_label_modes(folder, mode, check):
     loader = ClipLoader.from_source(folder, **small(shuffle=False, label_mode=mode))
     out = loader.batch(0)
@@ -152,8 +155,15 @@ def test_argument_errors_name_the_parameter(folder):
 @pytest.mark.parametrize("degrees", [0, 90])
 def test_aspect_ratio_crop_and_pad(tmp_path, degrees):
     path = banded_video(tmp_path / "bands.mp4", degrees)
-    opts = dict(num_frames=2, size=(32, 32), batch_size=1, device="cpu", shuffle=False,
-                rescale=1.0, label_mode=None)
+    opts = dict(
+        num_frames=2,
+        size=(32, 32),
+        batch_size=1,
+        device="cpu",
+        shuffle=False,
+        rescale=1.0,
+        label_mode=None,
+    )
 
     def first_frame(aspect):
         loader = ClipLoader([(path, 0)], classes=["c"], aspect=aspect, **opts)

@@ -36,15 +36,27 @@ BACKEND = keras.backend.backend()
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("modes")
-    make_dataset(root, classes=("right", "left", "down"), videos_per_class=3,
-                 num_frames=(24, 30), width=64, height=48, seed=1)
+    make_dataset(
+        root,
+        classes=("right", "left", "down"),
+        videos_per_class=3,
+        num_frames=(24, 30),
+        width=64,
+        height=48,
+        seed=1,
+    )
     return root
 
 
 def run_isolated(args: list[str], timeout: float = TIMEOUT_S) -> dict:
     """Run ``python args...`` in a new process group; kill the whole group on timeout."""
-    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -127,8 +139,12 @@ def test_keras_layer_refused_in_a_forked_child_instead_of_hanging(data_dir):
     if BACKEND not in ("tensorflow", "jax"):
         pytest.skip(f"Keras layers run in forked children on {BACKEND}")
     gen = fastvid.VideoFrameGenerator(
-        glob_pattern=str(data_dir / "{classname}" / "*.avi"), nb_frames=2,
-        target_shape=(16, 16), batch_size=2, seed=0, device="cpu",
+        glob_pattern=str(data_dir / "{classname}" / "*.avi"),
+        nb_frames=2,
+        target_shape=(16, 16),
+        batch_size=2,
+        seed=0,
+        device="cpu",
         transformation=keras.layers.RandomFlip("horizontal"),
     )
     ctx = multiprocessing.get_context("fork")
@@ -153,11 +169,21 @@ def test_keras_layer_refused_in_a_forked_child_instead_of_hanging(data_dir):
 
 def test_fit_with_thread_workers(data_dir):
     train = fastvid.VideoFrameGenerator(
-        glob_pattern=str(data_dir / "{classname}" / "*.avi"), nb_frames=3,
-        target_shape=(16, 16), batch_size=2, seed=0, device="cpu", workers=2,
+        glob_pattern=str(data_dir / "{classname}" / "*.avi"),
+        nb_frames=3,
+        target_shape=(16, 16),
+        batch_size=2,
+        seed=0,
+        device="cpu",
+        workers=2,
     )
-    model = keras.Sequential([keras.Input((3, 16, 16, 3)), keras.layers.Flatten(),
-                              keras.layers.Dense(train.classes_count, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((3, 16, 16, 3)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(train.classes_count, activation="softmax"),
+        ]
+    )
     model.compile("adam", "categorical_crossentropy")
     history = model.fit(train, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
@@ -170,8 +196,12 @@ def _batch_in_spawned_process(gen) -> tuple[list[list[int]], np.ndarray]:
 
 def test_generator_pickled_to_a_spawned_process(data_dir):
     gen = fastvid.VideoFrameGenerator(
-        glob_pattern=str(data_dir / "{classname}" / "*.avi"), nb_frames=3,
-        target_shape=(32, 32), batch_size=2, seed=0, device="cpu",
+        glob_pattern=str(data_dir / "{classname}" / "*.avi"),
+        nb_frames=3,
+        target_shape=(32, 32),
+        batch_size=2,
+        seed=0,
+        device="cpu",
     )
     gen[1]  # prefetching in the parent: its thread and lock must not travel
     with multiprocessing.get_context("spawn").Pool(1) as pool:

@@ -38,8 +38,9 @@ def videos(tmp_path_factory) -> tuple[Path, dict[str, int]]:
     lengths = {}
     for cls, ns in LENGTHS.items():
         for k, n in enumerate(ns):
-            path = make_video(root / "videos" / cls / f"{cls}_{k}.avi", n, codec="mpeg4",
-                              motion=MOTIONS[cls])
+            path = make_video(
+                root / "videos" / cls / f"{cls}_{k}.avi", n, codec="mpeg4", motion=MOTIONS[cls]
+            )
             lengths[str(path)] = n
     return root, lengths
 
@@ -56,8 +57,11 @@ def test_keras_video_generators_module_paths():
     from fastvid.generator import VideoFrameGenerator as Frames
     from fastvid.sliding import SlidingFrameGenerator as Sliding
 
-    assert (Frames, Sliding, Flow) == (VideoFrameGenerator, SlidingFrameGenerator,
-                                       OpticalFlowGenerator)
+    assert (Frames, Sliding, Flow) == (
+        VideoFrameGenerator,
+        SlidingFrameGenerator,
+        OpticalFlowGenerator,
+    )
     assert flow_method == METHOD_OPTICAL_FLOW == 1
 
 
@@ -67,10 +71,10 @@ def test_paths_and_labels_instead_of_a_glob(videos, labels_as):
     listed = sorted(lengths)[::-1]
     listed_names = [Path(p).parent.name for p in listed]
     classes = sorted(set(listed_names))
-    labels = (listed_names if labels_as == "names"
-              else [classes.index(n) for n in listed_names])
-    g = VideoFrameGenerator(paths=listed, labels=labels, nb_frames=4, shuffle=False,
-                            label_mode="int", **small())
+    labels = listed_names if labels_as == "names" else [classes.index(n) for n in listed_names]
+    g = VideoFrameGenerator(
+        paths=listed, labels=labels, nb_frames=4, shuffle=False, label_mode="int", **small()
+    )
     # class by class (as the generators split), sorted within a class, whatever the list order
     paths = sorted(listed, key=lambda p: (classes.index(Path(p).parent.name), p))
     names = [Path(p).parent.name for p in paths]
@@ -89,8 +93,7 @@ def test_paths_as_a_csv_or_a_folder(videos, tmp_path):
     csv = tmp_path / "train.csv"
     csv.write_text("path,label\n" + "".join(f"{p},{Path(p).parent.name}\n" for p in paths))
     from_csv = VideoFrameGenerator(paths=str(csv), nb_frames=3, shuffle=False, **small())
-    from_folder = VideoFrameGenerator(paths=root / "videos", nb_frames=3, shuffle=False,
-                                      **small())
+    from_folder = VideoFrameGenerator(paths=root / "videos", nb_frames=3, shuffle=False, **small())
     for g in (from_csv, from_folder):
         assert g.classes == ["down", "left", "right"] and sorted(g.files) == paths
         x, y = g[0]
@@ -98,8 +101,9 @@ def test_paths_as_a_csv_or_a_folder(videos, tmp_path):
         for b, path in enumerate(g.files):
             assert g.classes[int(y[b].argmax())] == Path(path).parent.name
     with pytest.raises(ValueError, match="labels go with paths"):
-        VideoFrameGenerator(glob_pattern=str(root / "videos/{classname}/*.avi"),
-                            labels=["down"], **small())
+        VideoFrameGenerator(
+            glob_pattern=str(root / "videos/{classname}/*.avi"), labels=["down"], **small()
+        )
 
 
 def test_label_mode_none_gives_frames_alone(videos):
@@ -109,12 +113,17 @@ def test_label_mode_none_gives_frames_alone(videos):
     assert isinstance(batch, np.ndarray) and batch.shape == (6, 2, 24, 32, 3)
 
 
-@pytest.mark.parametrize("cls", [VideoFrameGenerator, SlidingFrameGenerator,
-                                 OpticalFlowGenerator])
+@pytest.mark.parametrize("cls", [VideoFrameGenerator, SlidingFrameGenerator, OpticalFlowGenerator])
 def test_random_clip_sampler_on_every_generator(videos, cls):
     root, lengths = videos
-    opts = small(glob_pattern=str(root / "videos/{classname}/*.avi"), nb_frames=3,
-                 sampler="random_clip", frame_step=2, seed=4, shuffle=False)
+    opts = small(
+        glob_pattern=str(root / "videos/{classname}/*.avi"),
+        nb_frames=3,
+        sampler="random_clip",
+        frame_step=2,
+        seed=4,
+        shuffle=False,
+    )
     seen: list[list[int]] = []
 
     def spy(frames):  # the frames decoded for each sample, before any motion
@@ -145,8 +154,9 @@ def test_random_clip_sampler_on_every_generator(videos, cls):
 def test_sampler_object_and_unknown_options(videos):
     root, _ = videos
     pattern = str(root / "videos/{classname}/*.avi")
-    g = VideoFrameGenerator(glob_pattern=pattern, sampler=sampling.RandomClipSampler(2, 3),
-                            shuffle=False, **small())
+    g = VideoFrameGenerator(
+        glob_pattern=pattern, sampler=sampling.RandomClipSampler(2, 3), shuffle=False, **small()
+    )
     path, indices = g.sample_indices(0)
     assert indices[1] - indices[0] == 3
     with pytest.raises(TypeError, match="frame_step"):
@@ -176,8 +186,13 @@ def test_without_seed_shuffling_follows_keras_set_random_seed(videos):
 
 def test_epoch_setter_resumes_the_same_order(videos):
     root, _ = videos
-    opts = small(glob_pattern=str(root / "videos/{classname}/*.avi"), nb_frames=3, seed=9,
-                 batch_size=4, augment=fastvid.AugmentParams(flip=0.5, rotation=5))
+    opts = small(
+        glob_pattern=str(root / "videos/{classname}/*.avi"),
+        nb_frames=3,
+        seed=9,
+        batch_size=4,
+        augment=fastvid.AugmentParams(flip=0.5, rotation=5),
+    )
     run = SlidingFrameGenerator(**opts)
     for _ in range(2):
         run.on_epoch_end()
@@ -194,8 +209,14 @@ def test_crop_and_pad_to_aspect_ratio(tmp_path):
     for cls in ("a", "b"):
         (tmp_path / cls).mkdir()
         banded_video(tmp_path / cls / "bands.mp4")
-    opts = small(paths=tmp_path, nb_frames=2, target_shape=(32, 32), rescale=1.0,
-                 shuffle=False, label_mode=None)
+    opts = small(
+        paths=tmp_path,
+        nb_frames=2,
+        target_shape=(32, 32),
+        rescale=1.0,
+        shuffle=False,
+        label_mode=None,
+    )
     stretched = VideoFrameGenerator(**opts)[0][0, 0]
     cropped = VideoFrameGenerator(**opts, crop_to_aspect_ratio=True)[0][0, 0]
     padded = VideoFrameGenerator(**opts, pad_to_aspect_ratio=True)[0][0, 0]
@@ -207,8 +228,9 @@ def test_crop_and_pad_to_aspect_ratio(tmp_path):
         VideoFrameGenerator(**opts, crop_to_aspect_ratio=True, pad_to_aspect_ratio=True)
 
 
-@pytest.mark.parametrize("method", [METHOD_ABS_DIFF, METHOD_DIFF_MASK, METHOD_OPTICAL_FLOW,
-                                    METHOD_FLOW_MASK])
+@pytest.mark.parametrize(
+    "method", [METHOD_ABS_DIFF, METHOD_DIFF_MASK, METHOD_OPTICAL_FLOW, METHOD_FLOW_MASK]
+)
 def test_flow_methods_on_two_images_match_the_batches(videos, method):
     root, _ = videos
     common = small(glob_pattern=str(root / "videos/{classname}/*.avi"), shuffle=False)
@@ -216,8 +238,12 @@ def test_flow_methods_on_two_images_match_the_batches(videos, method):
     frames = VideoFrameGenerator(**common, nb_frames=4)  # the frames the flow is made of
     x_flow, _ = flow[0]
     x_frames, _ = frames[0]
-    name = {METHOD_ABS_DIFF: "absdiff", METHOD_DIFF_MASK: "diff_mask",
-            METHOD_OPTICAL_FLOW: "make_optical_flow", METHOD_FLOW_MASK: "flow_mask"}[method]
+    name = {
+        METHOD_ABS_DIFF: "absdiff",
+        METHOD_DIFF_MASK: "diff_mask",
+        METHOD_OPTICAL_FLOW: "make_optical_flow",
+        METHOD_FLOW_MASK: "flow_mask",
+    }[method]
     for k in range(3):
         one = getattr(flow, name)([x_frames[0, k], x_frames[0, k + 1]])
         assert one.shape == (24, 32, 3)
@@ -236,8 +262,9 @@ def test_tutorial_script_ported_by_renaming_the_package(monkeypatch, tmp_path):
     """Seed 003 (keras-video-generators' tutorial), imports renamed keras_video -> fastvid."""
     for cls in ("down", "left", "right"):  # 4 per class: int(.33 * 4) = 1 for validation
         for k in range(4):
-            make_video(tmp_path / "videos" / cls / f"{k}.avi", 12, codec="mpeg4",
-                       motion=MOTIONS[cls])
+            make_video(
+                tmp_path / "videos" / cls / f"{k}.avi", 12, codec="mpeg4", motion=MOTIONS[cls]
+            )
     monkeypatch.chdir(tmp_path)
     import glob
 
@@ -250,11 +277,24 @@ def test_tutorial_script_ported_by_renaming_the_package(monkeypatch, tmp_path):
     # Keras 3 dropped keras.preprocessing.image.ImageDataGenerator; TensorFlow keeps one
     image = pytest.importorskip("tensorflow.keras.preprocessing.image")
     data_aug = image.ImageDataGenerator(
-        zoom_range=.1, horizontal_flip=True, rotation_range=8, width_shift_range=.2,
-        height_shift_range=.2)
-    train = Vfg(classes=classes, glob_pattern=glob_pattern, nb_frames=NBFRAME, split=.33,
-                shuffle=True, batch_size=BS, target_shape=SIZE, nb_channel=CHANNELS,
-                transformation=data_aug, use_frame_cache=True)
+        zoom_range=0.1,
+        horizontal_flip=True,
+        rotation_range=8,
+        width_shift_range=0.2,
+        height_shift_range=0.2,
+    )
+    train = Vfg(
+        classes=classes,
+        glob_pattern=glob_pattern,
+        nb_frames=NBFRAME,
+        split=0.33,
+        shuffle=True,
+        batch_size=BS,
+        target_shape=SIZE,
+        nb_channel=CHANNELS,
+        transformation=data_aug,
+        use_frame_cache=True,
+    )
     valid = train.get_validation_generator()
     assert (train.files_count, valid.files_count) == (9, 3)
 
@@ -272,10 +312,18 @@ def test_custom_sequence_usage_ported(videos):
     _, lengths = videos
     video_paths = sorted(lengths)
     labels = [0, 1, 0, 1, 0, 1]
-    generator = VideoFrameGenerator(paths=video_paths, labels=labels, batch_size=2,
-                                    nb_frames=10, sampler="random_clip",
-                                    target_shape=(224, 224), label_mode="int", seed=1,
-                                    shuffle=False, device="cpu")
+    generator = VideoFrameGenerator(
+        paths=video_paths,
+        labels=labels,
+        batch_size=2,
+        nb_frames=10,
+        sampler="random_clip",
+        target_shape=(224, 224),
+        label_mode="int",
+        seed=1,
+        shuffle=False,
+        device="cpu",
+    )
     x, y = generator[0]
     assert x.shape == (2, 10, 224, 224, 3)
     for b in range(2):

@@ -292,8 +292,9 @@ def test_naive_ports_compute_the_same_pictures():
     ours = ops.prepare(clips, size=(24, 32), device="cpu")
     np.testing.assert_allclose(naive, ours, atol=1e-6)
     absdiff = process.naive_motion(ours, ops.METHOD_ABS_DIFF)
-    np.testing.assert_allclose(absdiff, ops.motion(ours, ops.METHOD_ABS_DIFF, device="cpu"),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        absdiff, ops.motion(ours, ops.METHOD_ABS_DIFF, device="cpu"), atol=1e-5
+    )
 
 
 def test_pool_survives_fork_and_nesting():
@@ -307,8 +308,11 @@ def test_pool_survives_fork_and_nesting():
     np.testing.assert_array_equal(got, want)
     # a task on the pool that calls the ops again runs inline instead of deadlocking
     out = []
-    cpu.run_tasks(lambda k: out.append(ops.prepare(clips, size=(10, 12), device="cpu")),
-                  [(0,), (1,)], threads=2)
+    cpu.run_tasks(
+        lambda k: out.append(ops.prepare(clips, size=(10, 12), device="cpu")),
+        [(0,), (1,)],
+        threads=2,
+    )
     for o in out:
         np.testing.assert_array_equal(o, want)
 

@@ -38,18 +38,34 @@ def test_import_is_light():
 
 
 def test_public_names_resolve():
-    for name in ("VideoReader", "VideoMetadata", "read_clips", "VideoError", "prepare", "motion",
-                 "AugmentParams", "METHOD_OPTICAL_FLOW", "METHOD_FLOW_MASK",
-                 "METHOD_DIFF_MASK", "METHOD_ABS_DIFF", "to_backend"):
+    for name in (
+        "VideoReader",
+        "VideoMetadata",
+        "read_clips",
+        "VideoError",
+        "prepare",
+        "motion",
+        "AugmentParams",
+        "METHOD_OPTICAL_FLOW",
+        "METHOD_FLOW_MASK",
+        "METHOD_DIFF_MASK",
+        "METHOD_ABS_DIFF",
+        "to_backend",
+    ):
         assert getattr(fastvid, name) is not None, name
-    assert (fastvid.METHOD_OPTICAL_FLOW, fastvid.METHOD_FLOW_MASK, fastvid.METHOD_DIFF_MASK,
-            fastvid.METHOD_ABS_DIFF) == (1, 2, 3, 4)
+    assert (
+        fastvid.METHOD_OPTICAL_FLOW,
+        fastvid.METHOD_FLOW_MASK,
+        fastvid.METHOD_DIFF_MASK,
+        fastvid.METHOD_ABS_DIFF,
+    ) == (1, 2, 3, 4)
     assert issubclass(fastvid.VideoError, OSError)
 
 
 def test_cli_lists_and_rejects_commands():
-    out = subprocess.run([sys.executable, "-m", "fastvid", "--help"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "fastvid", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for name in SUBCOMMANDS:
         assert name in out
     bad = subprocess.run([sys.executable, "-m", "fastvid", "nope"], capture_output=True, text=True)
@@ -58,7 +74,11 @@ def test_cli_lists_and_rejects_commands():
 
 def test_every_subcommand_has_help():
     for name in SUBCOMMANDS:
-        res = subprocess.run([sys.executable, "-m", "fastvid", name, "--help"],
-                             capture_output=True, text=True, timeout=120)
+        res = subprocess.run(
+            [sys.executable, "-m", "fastvid", name, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert res.returncode == 0, (name, res.stderr[-500:])
         assert "usage" in res.stdout.lower(), name

@@ -16,14 +16,14 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from helpers import faststart_copy
+from helpers import faststart_copy, run_in_threads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastvid import VideoError, _runtime
+from fastvid import index as vindex
 from fastvid import reader as reader_module
 from fastvid._walk import split_groups
-from fastvid import index as vindex
 from fastvid.errors import CorruptVideoError, NotAMediaFileError
 from fastvid.reader import DecodeStats, VideoMetadata, VideoReader, read_clips
 from fastvid.sampling import uniform_indices
@@ -535,44 +535,26 @@ def test_frames_at_times_and_timestamps(videos):
 
 def test_one_reader_per_thread_in_parallel(videos):
     path, _ = videos["gop250_mp4"]
-    errors: list[BaseException] = []
     rng = np.random.default_rng(3)
     plans = [rng.integers(0, 300, size=6).tolist() for _ in range(4)]
 
     def work(plan):
-        try:
-            with VideoReader(path) as reader:
-                for _ in range(3):
-                    assert frame_indices(reader.get_frames(plan)) == plan
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        with VideoReader(path) as reader:
+            for _ in range(3):
+                assert frame_indices(reader.get_frames(plan)) == plan
 
-    threads = [threading.Thread(target=work, args=(p,)) for p in plans]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not run_in_threads(work, plans)
 
 
 def test_shared_reader_calls_are_serialised(videos):
     path, _ = videos["gop250_mp4"]
-    errors: list[BaseException] = []
     with VideoReader(path) as reader:
 
         def work(seed):
-            try:
-                plan = np.random.default_rng(seed).integers(0, 300, size=5).tolist()
-                assert frame_indices(reader.get_frames(plan)) == plan
-            except BaseException as exc:
-                errors.append(exc)
+            plan = np.random.default_rng(seed).integers(0, 300, size=5).tolist()
+            assert frame_indices(reader.get_frames(plan)) == plan
 
-        threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert not errors
+        assert not run_in_threads(work, range(4))
 
 
 # ---------------------------------------------------------------- keyframe groups in parallel
@@ -610,8 +592,7 @@ def test_groups_decoded_in_parallel_are_the_same_frames(videos, name, parallel_a
         assert frame_indices(keys) == [offset + i for i in reader.last_indices]
 
 
-def test_parallel_part_that_desyncs_falls_back_to_one_decoder(videos, parallel_always,
-                                                              monkeypatch):
+def test_parallel_part_that_desyncs_falls_back_to_one_decoder(videos, parallel_always, monkeypatch):
     from fastvid import _walk
     from fastvid._demux import Desync
 
@@ -964,8 +945,9 @@ def test_keyframe_flag_that_lies_is_caught(videos):
 def test_zeroed_chunk_in_an_mpeg4_avi(tmp_path):
     """A zeroed 4 KB chunk: after a seek the demuxer may number packets off by a few, which
     timestamps alone would not reveal; frames must still be those of a sequential decode."""
-    src = make_video(tmp_path / "long.avi", 120, width=320, height=240, codec="mpeg4", gop=12,
-                     bframes=2)
+    src = make_video(
+        tmp_path / "long.avi", 120, width=320, height=240, codec="mpeg4", gop=12, bframes=2
+    )
     data = bytearray(src.read_bytes())
     at = len(data) // 3
     data[at : at + 4096] = bytes(4096)

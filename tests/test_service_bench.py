@@ -11,19 +11,6 @@ from fastvid.bench import cli
 from fastvid.bench import service as bench_service
 
 
-def test_real_clips_are_cut_from_the_shared_footage(shared_videos: Path, tmp_path: Path):
-    import av
-
-    clips = bench_service.cut_clips([shared_videos / "vtest.avi"], tmp_path, 2, frames=10)
-    assert [c.name for c in clips] == ["vtest_0.avi", "vtest_1.avi"]
-    for clip in clips:
-        with av.open(str(clip)) as container:
-            frames = list(container.decode(video=0))
-        assert len(frames) == 10 and (frames[0].width, frames[0].height) == (320, 240)
-    again = bench_service.cut_clips([shared_videos / "vtest.avi"], tmp_path, 2, frames=10)
-    assert again == clips  # cached
-
-
 def test_sources_are_pluggable(monkeypatch, tmp_path: Path):
     monkeypatch.setitem(bench_service.SOURCES, "mine", lambda args: [tmp_path / "a.avi"])
 
@@ -42,22 +29,41 @@ def test_sources_are_pluggable(monkeypatch, tmp_path: Path):
 @pytest.mark.slow
 def test_suite_runs_on_given_files(dataset_dir: Path, tmp_path: Path, capsys):
     out = tmp_path / "report.json"
-    argv = [str(dataset_dir), "--suite", "service", "--quick", "--service-copies", "2",
-            "--service-workers", "1", "--service-size", "32", "--service-frames", "4",
-            "--data-dir", str(tmp_path / "data"), "--json", str(out), "--no-progress"]
+    argv = [
+        str(dataset_dir),
+        "--suite",
+        "service",
+        "--quick",
+        "--service-copies",
+        "2",
+        "--service-workers",
+        "1",
+        "--service-size",
+        "32",
+        "--service-frames",
+        "4",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--json",
+        str(out),
+        "--no-progress",
+    ]
     assert cli.main(argv) == 0
     text = capsys.readouterr().out
     assert "== service: 1 worker (separate process, loopback) vs local" in text
     report = json.loads(out.read_text())
     rows = [r for r in report["rows"] if r["kind"] == "result"]
     methods = {r["method"] for r in rows}
-    assert {bench_service.LOCAL, "service, compression none (default)",
-            "service, compression snappy", "service, 1 worker"} <= methods
+    assert {
+        bench_service.LOCAL,
+        "service, compression none (default)",
+        "service, compression snappy",
+        "service, 1 worker",
+    } <= methods
     assert all(r["extra"]["examples_per_epoch"] == 36 for r in rows)  # 18 clips, 2 copies
     none = next(r for r in rows if r["method"] == "service, compression none (default)")
     assert none["extra"]["bytes_per_example"] == pytest.approx(4 * 32 * 32 * 3 + 8, rel=0.01)
     assert none["extra"]["worker_cpu_ms_per_example"] > 0
-    targets = [r for r in report["rows"] if r["kind"] == "target"]
-    assert [t["name"] for t in targets] == ["service, 1 loopback worker vs local (steady state)"]
+    assert not [r for r in report["rows"] if r["kind"] == "target"]  # --quick: no verdicts
     notes = " ".join(r["text"] for r in report["rows"] if r["kind"] == "note")
     assert "cannot add throughput here" in notes and "CPU-ms per example" in notes

@@ -22,8 +22,7 @@ from fastvid.tfrecord import service as svc
 
 
 def test_importing_the_module_does_not_import_tensorflow():
-    code = ("import sys, fastvid.tfrecord.service; "
-            "sys.exit('tensorflow' in sys.modules)")
+    code = "import sys, fastvid.tfrecord.service; sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
@@ -59,9 +58,14 @@ class Command:
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fastvid", "service", *args], stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            start_new_session=True, env={**os.environ, svc.PARENT_ENV: str(os.getpid())})
+            [sys.executable, "-m", "fastvid", "service", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            env={**os.environ, svc.PARENT_ENV: str(os.getpid())},
+        )
         self.lines: list[str] = []
         self._ready = threading.Event()
         threading.Thread(target=self._drain, daemon=True).start()

@@ -36,8 +36,16 @@ TIMEOUT_S = 120
 @pytest.fixture(scope="module")
 def heavy(dataset_dir: Path, tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("heavy_records")
-    summary = tfrecord.convert(dataset_dir, dest, frames=24, size=(320, 240), encoding="png",
-                               videos_per_record=1, workers=2, progress=False)
+    summary = tfrecord.convert(
+        dataset_dir,
+        dest,
+        frames=24,
+        size=(320, 240),
+        encoding="png",
+        videos_per_record=1,
+        workers=2,
+        progress=False,
+    )
     assert summary.converted == 18
     return dest
 
@@ -84,8 +92,9 @@ def test_worker_lost_mid_epoch_fails_the_epoch(heavy, dispatcher):
         workers.append(svc.WorkerProcess(address, port))  # a supervisor brings it back
 
     try:
-        ds = tfrecord.dataset(heavy, batch_size=None, with_metadata=True, service=dispatcher,
-                              stall_timeout=TIMEOUT_S)
+        ds = tfrecord.dataset(
+            heavy, batch_size=None, with_metadata=True, service=dispatcher, stall_timeout=TIMEOUT_S
+        )
         seen, error = consume(ds, on_first=crash_and_restart)
         # TensorFlow ends this epoch short, silently; the manifests' count says so
         assert isinstance(error, tf.errors.InvalidArgumentError), (len(seen), error)
@@ -95,8 +104,9 @@ def test_worker_lost_mid_epoch_fails_the_epoch(heavy, dispatcher):
 
         # the restarted worker serves the next epoch; killed for good, TensorFlow would
         # wait for it forever: stall_timeout fails the epoch instead
-        ds = tfrecord.dataset(heavy, batch_size=2, with_metadata=True, service=dispatcher,
-                              stall_timeout=3)
+        ds = tfrecord.dataset(
+            heavy, batch_size=2, with_metadata=True, service=dispatcher, stall_timeout=3
+        )
         seen, error = consume(ds, on_first=workers[-1].kill)
         assert isinstance(error, tf.errors.InvalidArgumentError), (len(seen), error)
         message = str(error)
@@ -120,8 +130,13 @@ def test_fault_tolerant_dispatcher_restarted_mid_epoch_resumes(heavy, tmp_path):
             svc.stop_server(dispatchers[-1])
             dispatchers.append(svc.start_dispatcher(port, work_dir))  # replays its journal
 
-        ds = tfrecord.dataset(heavy, batch_size=None, with_metadata=True,
-                              service=f"localhost:{port}", stall_timeout=TIMEOUT_S)
+        ds = tfrecord.dataset(
+            heavy,
+            batch_size=None,
+            with_metadata=True,
+            service=f"localhost:{port}",
+            stall_timeout=TIMEOUT_S,
+        )
         seen, error = consume(ds, on_first=restart)
         assert error is None, error
         assert len(seen) == len(set(seen)) == 18

@@ -63,23 +63,27 @@ def test_every_epoch_a_new_order_same_seed_same_orders(folder):
     assert all(len(run) == 9 for run in runs)
     assert all(sorted(run) == sorted(runs[0]) for run in runs)  # each epoch: every clip once
     assert runs[0] != runs[1] or runs[1] != runs[2]
-    again = video_dataset_from_directory(root, **small(seed=5, label_mode=None,
-                                                       batch_size=None))
+    again = video_dataset_from_directory(root, **small(seed=5, label_mode=None, batch_size=None))
     assert [[frame_indices(x.numpy()) for x in again] for _ in range(2)] == runs[:2]
 
 
 def test_validation_split_like_keras(folder):
     root, lengths = folder
-    train, val = video_dataset_from_directory(root, **small(validation_split=0.34, seed=3,
-                                                            subset="both"))
+    train, val = video_dataset_from_directory(
+        root, **small(validation_split=0.34, seed=3, subset="both")
+    )
     assert len(val.file_paths) == int(0.34 * 9) == 3 and len(train.file_paths) == 6
     assert sorted(train.file_paths + val.file_paths) == sorted(lengths)
-    only_val = video_dataset_from_directory(root, **small(validation_split=0.34, seed=3,
-                                                          subset="validation"))
+    only_val = video_dataset_from_directory(
+        root, **small(validation_split=0.34, seed=3, subset="validation")
+    )
     assert only_val.file_paths == val.file_paths
-    others = [video_dataset_from_directory(root, **small(validation_split=0.34, seed=s,
-                                                         subset="validation")).file_paths
-              for s in (4, 5, 6)]
+    others = [
+        video_dataset_from_directory(
+            root, **small(validation_split=0.34, seed=s, subset="validation")
+        ).file_paths
+        for s in (4, 5, 6)
+    ]
     assert any(o != val.file_paths for o in others)  # the seed picks the split
     with pytest.raises(ValueError, match="subset"):
         video_dataset_from_directory(root, **small(validation_split=0.2))
@@ -93,8 +97,9 @@ def test_label_modes_and_given_labels(folder):
     _, y = collect(ds)
     assert y.shape == (9, 3) and y.dtype == np.float32
     assert y.argmax(axis=1).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-    two = video_dataset_from_directory(root, **small(label_mode="binary", shuffle=False,
-                                                     class_names=["left", "right"]))
+    two = video_dataset_from_directory(
+        root, **small(label_mode="binary", shuffle=False, class_names=["left", "right"])
+    )
     _, y = collect(two)
     assert two.class_names == ["left", "right"] and y.shape == (6, 1)
     assert y[:, 0].tolist() == [0, 0, 0, 1, 1, 1]
@@ -113,9 +118,15 @@ def test_label_modes_and_given_labels(folder):
 
 def test_random_clips_and_options(folder):
     root, lengths = folder
-    ds = video_dataset_from_directory(root, **small(sampler="random_clip", shuffle=False,
-                                                    sampler_options={"frame_step": 2},
-                                                    color_mode="grayscale"))
+    ds = video_dataset_from_directory(
+        root,
+        **small(
+            sampler="random_clip",
+            shuffle=False,
+            sampler_options={"frame_step": 2},
+            color_mode="grayscale",
+        ),
+    )
     first, _ = collect(ds)
     second, _ = collect(ds)
     assert first.shape == (9, 4, 24, 32, 1)
@@ -134,15 +145,18 @@ def test_random_clips_and_options(folder):
 
 def test_fit_on_this_backend(folder):
     root, _ = folder
-    train, val = video_dataset_from_directory(root, **small(validation_split=0.34, seed=1,
-                                                            subset="both"))
-    model = keras.Sequential([
-        keras.Input((4, 24, 32, 3)),
-        keras.layers.Rescaling(1 / 255),
-        keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D()),
-        keras.layers.GRU(4),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
+    train, val = video_dataset_from_directory(
+        root, **small(validation_split=0.34, seed=1, subset="both")
+    )
+    model = keras.Sequential(
+        [
+            keras.Input((4, 24, 32, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D()),
+            keras.layers.GRU(4),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     history = model.fit(train, validation_data=val, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2 and np.isfinite(history.history["val_loss"]).all()

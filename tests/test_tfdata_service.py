@@ -35,8 +35,16 @@ pytestmark = pytest.mark.slow
 def records(dataset_dir: Path, tmp_path_factory) -> tuple[Path, list[str]]:
     """18 examples in 6 files, with flow (float16 on the wire) and 3 classes."""
     dest = tmp_path_factory.mktemp("service_records")
-    summary = tfrecord.convert(dataset_dir, dest, frames=4, size=(24, 32), videos_per_record=3,
-                               flow=True, workers=2, progress=False)
+    summary = tfrecord.convert(
+        dataset_dir,
+        dest,
+        frames=4,
+        size=(24, 32),
+        videos_per_record=3,
+        flow=True,
+        workers=2,
+        progress=False,
+    )
     assert summary.converted == 18 and not summary.failed
     return dest, sorted(str(p) for p in dataset_dir.rglob("*.avi"))
 
@@ -89,8 +97,14 @@ def paths_of(elements) -> list[str]:
 @pytest.mark.parametrize(("batch_size", "job_name"), [(None, None), (4, "shared-job")])
 def test_every_example_once_per_epoch(records, service, batch_size, job_name):
     dest, expected = records
-    ds = tfrecord.dataset(dest, batch_size=batch_size, shuffle=True, with_metadata=True,
-                          service=service, job_name=job_name)
+    ds = tfrecord.dataset(
+        dest,
+        batch_size=batch_size,
+        shuffle=True,
+        with_metadata=True,
+        service=service,
+        job_name=job_name,
+    )
     for _ in range(2):  # each iteration is a new epoch (a new job, or a new round of it)
         elements = one_epoch(ds)
         assert Counter(paths_of(elements)) == Counter(expected)
@@ -101,18 +115,33 @@ def test_every_example_once_per_epoch(records, service, batch_size, job_name):
 
 def test_parallel_epochs_gives_each_worker_everything(records, service):
     dest, expected = records
-    ds = tfrecord.dataset(dest, batch_size=None, with_metadata=True, service=service,
-                          processing_mode="parallel_epochs")
+    ds = tfrecord.dataset(
+        dest,
+        batch_size=None,
+        with_metadata=True,
+        service=service,
+        processing_mode="parallel_epochs",
+    )
     assert Counter(paths_of(one_epoch(ds))) == Counter(expected * 2)  # 2 workers
 
 
 def test_same_values_as_reading_locally(records, service):
     dest, _ = records
-    local = {m["path"]: (x, y) for x, y, m in
-             tfrecord.dataset(dest, batch_size=None, shuffle=False,
-                              with_metadata=True).as_numpy_iterator()}
-    ds = tfrecord.dataset(dest, batch_size=5, drop_remainder=True, with_metadata=True,
-                          service=service, service_compression="snappy", rescale=1 / 127)
+    local = {
+        m["path"]: (x, y)
+        for x, y, m in tfrecord.dataset(
+            dest, batch_size=None, shuffle=False, with_metadata=True
+        ).as_numpy_iterator()
+    }
+    ds = tfrecord.dataset(
+        dest,
+        batch_size=5,
+        drop_remainder=True,
+        with_metadata=True,
+        service=service,
+        service_compression="snappy",
+        rescale=1 / 127,
+    )
     assert ds.element_spec[0].shape.as_list() == [5, 4, 24, 32, 5]  # RGB + flow dx, dy
     elements = one_epoch(ds)
     assert [len(x) for x, _, _ in elements] == [5, 5, 5]  # drop_remainder: 3 dropped
@@ -129,10 +158,12 @@ def test_input_pipelines_read_disjoint_shares(records, service):
     dest, expected = records
     seen = []
     for pid in range(2):
-        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pid,
-                                         num_replicas_in_sync=2)
-        ds = tfrecord.dataset(dest, batch_size=4, input_context=ctx, with_metadata=True,
-                              service=service)
+        ctx = tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=pid, num_replicas_in_sync=2
+        )
+        ds = tfrecord.dataset(
+            dest, batch_size=4, input_context=ctx, with_metadata=True, service=service
+        )
         elements = one_epoch(ds)
         assert all(len(x) <= 2 for x, _, _ in elements)  # per-replica batch: 4 / 2
         seen += paths_of(elements)
@@ -172,12 +203,14 @@ def test_model_fit_through_the_service(records, service):
 
     dest, _ = records
     ds = tfrecord.dataset(dest, batch_size=6, flow=False, service=service, seed=0)
-    model = keras.Sequential([
-        keras.Input((4, 24, 32, 3)),
-        keras.layers.Conv3D(4, 3, strides=2, activation="relu"),
-        keras.layers.GlobalAveragePooling3D(),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((4, 24, 32, 3)),
+            keras.layers.Conv3D(4, 3, strides=2, activation="relu"),
+            keras.layers.GlobalAveragePooling3D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     model.compile("adam", "categorical_crossentropy")
     history = model.fit(ds, epochs=2, verbose=0)  # one job per epoch, each checked
     assert len(history.history["loss"]) == 2 and all(np.isfinite(history.history["loss"]))

@@ -110,8 +110,15 @@ ROUND_TRIPS = [
 
 @pytest.mark.parametrize(("encoding", "compression", "flow", "gray", "size"), ROUND_TRIPS)
 def test_round_trip(dataset_dir, truth, out_root, encoding, compression, flow, gray, size):
-    dest = converted(dataset_dir, out_root, encoding=encoding, compression=compression,
-                     flow=flow, gray=gray, size=size)
+    dest = converted(
+        dataset_dir,
+        out_root,
+        encoding=encoding,
+        compression=compression,
+        flow=flow,
+        gray=gray,
+        size=size,
+    )
     files = sorted(os.listdir(dest))
     records = [f for f in files if ".tfrecord" in f]
     assert len(records) == math.ceil(18 / 4)
@@ -123,8 +130,12 @@ def test_round_trip(dataset_dir, truth, out_root, encoding, compression, flow, g
     check_examples(examples, truth, size=size, channels=channels)
     for pixels, _, meta in examples:
         assert pixels.shape[-1] == channels + (2 if flow else 0)
-        ref = decoder_frames(meta["path"], meta["frame_indices"], size,
-                             "gray" if gray else "rgb").astype(np.float32) / 255
+        ref = (
+            decoder_frames(
+                meta["path"], meta["frame_indices"], size, "gray" if gray else "rgb"
+            ).astype(np.float32)
+            / 255
+        )
         error = np.abs(pixels[..., :channels] - ref)
         if encoding == "jpeg":
             assert error.mean() < 6 / 255, (meta["path"], error.mean() * 255)
@@ -149,15 +160,19 @@ def check_flow(examples, channels: int, size: tuple[int, int]) -> None:
         else:
             square = colour[..., 0] > 180
         # per frame, then the median: the square jumps back when it wraps around
-        per_frame = [f[..., -2:][m].mean(axis=0) for f, m in zip(bottom, square, strict=True)
-                     if m.any()]
+        per_frame = [
+            f[..., -2:][m].mean(axis=0) for f, m in zip(bottom, square, strict=True) if m.any()
+        ]
         assert len(per_frame) >= 3, meta["path"]
         got = np.median(per_frame, axis=0)
         want = np.array(expected[meta["class_name"]])
         axis = int(np.argmax(np.abs(want)))  # the direction of motion, and the other one
         # Farneback underestimates on tiny squares; direction and rough size are what count
         assert 0.5 * abs(want[axis]) < got[axis] * np.sign(want[axis]) < 1.5 * abs(want[axis]), (
-            meta["path"], got, want)
+            meta["path"],
+            got,
+            want,
+        )
         assert abs(got[1 - axis]) < 0.25 * abs(want[axis]), (meta["path"], got, want)
 
 
@@ -173,11 +188,19 @@ def test_all_frames(dataset_dir, truth, out_root):
 
 
 def test_distribute_strategy(dataset_dir, out_root):
-    dest = converted(dataset_dir, out_root, encoding="jpeg", compression="none", flow=False,
-                     gray=False, size=(30, 40))
+    dest = converted(
+        dataset_dir,
+        out_root,
+        encoding="jpeg",
+        compression="none",
+        flow=False,
+        gray=False,
+        size=(30, 40),
+    )
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     dist = strategy.distribute_datasets_from_function(
-        lambda ctx: tfrecord.dataset(dest, batch_size=6, input_context=ctx, seed=1))
+        lambda ctx: tfrecord.dataset(dest, batch_size=6, input_context=ctx, seed=1)
+    )
     sizes = [int(strategy.experimental_local_results(y)[0].shape[0]) for _, y in dist]
     assert sum(sizes) == 18
 
@@ -187,9 +210,11 @@ def seed_style_read(files, num_frames, height, width, depth, jpeg):
     videos = []
     for raw in tf.data.TFRecordDataset(files):
         spec = {f"blob/{i}": tf.io.FixedLenFeature([], tf.string) for i in range(num_frames)}
-        spec.update(height=tf.io.FixedLenFeature([], tf.int64),
-                    width=tf.io.FixedLenFeature([], tf.int64),
-                    depth=tf.io.FixedLenFeature([], tf.int64))
+        spec.update(
+            height=tf.io.FixedLenFeature([], tf.int64),
+            width=tf.io.FixedLenFeature([], tf.int64),
+            depth=tf.io.FixedLenFeature([], tf.int64),
+        )
         ex = tf.io.parse_single_example(raw, spec)
         assert (int(ex["height"]), int(ex["width"]), int(ex["depth"])) == (height, width, depth)
         images = []
@@ -203,8 +228,9 @@ def seed_style_read(files, num_frames, height, width, depth, jpeg):
 
 @pytest.mark.parametrize("flow", [False, True])
 def test_video2tfrecord_layout(dataset_dir, truth, out_root, flow):
-    dest = converted(dataset_dir, out_root, layout="video2tfrecord", flow=flow,
-                     compression="none", size=(32, 48))
+    dest = converted(
+        dataset_dir, out_root, layout="video2tfrecord", flow=flow, compression="none", size=(32, 48)
+    )
     spec = tfrecord.inspect(dest)
     assert spec.layout == "video2tfrecord"
     assert spec.encoding == ("raw" if flow else "jpeg")
@@ -228,8 +254,15 @@ def test_video2tfrecord_layout(dataset_dir, truth, out_root, flow):
 def test_convert_videos_to_tfrecord_signature(dataset_dir, truth, tmp_path):
     source = dataset_dir / "right"
     summary = tfrecord.convert_videos_to_tfrecord(
-        str(source), str(tmp_path), 4, 3, "*.avi", dense_optical_flow=True,
-        width=40, height=30, color_depth="uint8",
+        str(source),
+        str(tmp_path),
+        4,
+        3,
+        "*.avi",
+        dense_optical_flow=True,
+        width=40,
+        height=30,
+        color_depth="uint8",
     )
     files = sorted(str(p) for p in tmp_path.glob("*.tfrecords"))
     assert len(files) == 2 and summary.converted == 6
@@ -245,8 +278,9 @@ def test_convert_videos_to_tfrecord_seed_call_writes_flow(dataset_dir, truth, tm
     """The seed's call, convert_videos_to_tfrecord(source, destination, n_videos_in_record,
     n_frames_per_video, "*.avi"): video2tfrecord's default adds the flow as a 4th channel."""
     source = dataset_dir / "left"
-    tfrecord.convert_videos_to_tfrecord(str(source), str(tmp_path), 6, 2, "*.avi",
-                                        width=40, height=30)
+    tfrecord.convert_videos_to_tfrecord(
+        str(source), str(tmp_path), 6, 2, "*.avi", width=40, height=30
+    )
     files = sorted(str(p) for p in tmp_path.glob("*.tfrecords"))
     videos = seed_style_read(files, 2, 30, 40, 4, jpeg=False)
     ordered = sorted(str(p) for p in source.glob("*.avi"))
@@ -265,8 +299,16 @@ def example_set(examples) -> set:
 def test_two_shards_equal_one_conversion(dataset_dir, out_root, tmp_path):
     whole = converted(dataset_dir, out_root, encoding="raw", compression="none")
     for index in range(2):
-        tfrecord.convert(dataset_dir, tmp_path, frames=FRAMES, encoding="raw",
-                         videos_per_record=4, num_shards=2, shard_index=index, progress=False)
+        tfrecord.convert(
+            dataset_dir,
+            tmp_path,
+            frames=FRAMES,
+            encoding="raw",
+            videos_per_record=4,
+            num_shards=2,
+            shard_index=index,
+            progress=False,
+        )
     names = sorted(p.name for p in tmp_path.glob("*.tfrecord"))
     shard0 = [n for n in names if "-00000-of-00002-" in n]
     shard1 = [n for n in names if "-00001-of-00002-" in n]
@@ -280,10 +322,17 @@ def test_two_shards_equal_one_conversion(dataset_dir, out_root, tmp_path):
     for pipelines in (2, 8):
         seen = []
         for pid in range(pipelines):
-            ctx = tf.distribute.InputContext(num_input_pipelines=pipelines,
-                                             input_pipeline_id=pid, num_replicas_in_sync=1)
-            ds = tfrecord.dataset(tmp_path, batch_size=None, shuffle=True, seed=3,
-                                  input_context=ctx, with_metadata=True)
+            ctx = tf.distribute.InputContext(
+                num_input_pipelines=pipelines, input_pipeline_id=pid, num_replicas_in_sync=1
+            )
+            ds = tfrecord.dataset(
+                tmp_path,
+                batch_size=None,
+                shuffle=True,
+                seed=3,
+                input_context=ctx,
+                with_metadata=True,
+            )
             seen += [m["path"].decode() for _, _, m in ds.as_numpy_iterator()]
         assert sorted(seen) == sorted(m["path"] for _, _, m in sharded), pipelines
 
@@ -294,8 +343,9 @@ def test_another_shard_count_in_the_same_folder_is_refused_or_replaced(dataset_d
     with pytest.raises(ValueError, match="1 shard"):
         tfrecord.convert(dataset_dir, tmp_path, num_shards=2, shard_index=0, **args)
     for index in range(2):
-        tfrecord.convert(dataset_dir, tmp_path, num_shards=2, shard_index=index,
-                         overwrite=True, **args)
+        tfrecord.convert(
+            dataset_dir, tmp_path, num_shards=2, shard_index=index, overwrite=True, **args
+        )
     assert all("-of-00002" in p.name for p in tmp_path.iterdir()), sorted(tmp_path.iterdir())
     paths = [m["path"] for _, _, m in read_all(tmp_path)]
     assert len(paths) == 18 and len(set(paths)) == 18
@@ -305,8 +355,14 @@ def test_video2tfrecord_layout_with_varying_frame_counts_fails_loudly(tmp_path):
     for name, count in (("a", 10), ("b", 14)):
         make_video(tmp_path / "src" / "right" / f"{name}.avi", count, codec="mpeg4")
     dest = tmp_path / "records"
-    tfrecord.convert(tmp_path / "src", dest, frames="all", layout="video2tfrecord",
-                     encoding="raw", progress=False)
+    tfrecord.convert(
+        tmp_path / "src",
+        dest,
+        frames="all",
+        layout="video2tfrecord",
+        encoding="raw",
+        progress=False,
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match="different frame counts"):
         read_all(dest)
 
@@ -325,8 +381,9 @@ def test_kill_and_resume(dataset_dir, monkeypatch, tmp_path):
             raise Killed
         return real_extract(*args, **kwargs)
 
-    args = dict(frames=4, encoding="png", compression="gzip", videos_per_record=4, workers=2,
-                progress=False)
+    args = dict(
+        frames=4, encoding="png", compression="gzip", videos_per_record=4, workers=2, progress=False
+    )
     monkeypatch.setattr(write_mod, "extract", dying_extract)
     with pytest.raises(Killed):
         tfrecord.convert(dataset_dir, tmp_path, **args)
@@ -379,8 +436,19 @@ def test_bad_videos_are_reported_and_the_rest_converts(dataset_dir, tmp_path, ca
         (src / "down" / "truncated.avi").write_bytes(fh.read(600))
 
     dest = tmp_path / "out"
-    rc = tfrecord.cli_main([f"{src}/{{classname}}/*.avi", str(dest), "--frames", "5",
-                            "--videos-per-record", "3", "--no-progress", "--encoding", "png"])
+    rc = tfrecord.cli_main(
+        [
+            f"{src}/{{classname}}/*.avi",
+            str(dest),
+            "--frames",
+            "5",
+            "--videos-per-record",
+            "3",
+            "--no-progress",
+            "--encoding",
+            "png",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 1
     for name in ("broken.avi", "empty.avi", "short.avi", "truncated.avi"):
@@ -416,27 +484,38 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
     assert tfrecord.cli_main([str(tmp_path / "missing"), str(tmp_path / "o")]) == 2
     assert "missing" in capsys.readouterr().err
     with pytest.raises(ValueError, match="raw"):
-        tfrecord.convert(tmp_path, tmp_path / "o", layout="video2tfrecord", flow=True,
-                         encoding="jpeg")
+        tfrecord.convert(
+            tmp_path, tmp_path / "o", layout="video2tfrecord", flow=True, encoding="jpeg"
+        )
 
 
-@pytest.mark.filterwarnings("ignore:.*shuffle=True.*:UserWarning",
-                            "ignore:Your input ran out of data:UserWarning")
+@pytest.mark.filterwarnings(
+    "ignore:.*shuffle=True.*:UserWarning", "ignore:Your input ran out of data:UserWarning"
+)
 def test_model_fit(dataset_dir, out_root):
     import keras
 
-    dest = converted(dataset_dir, out_root, encoding="jpeg", compression="none", flow=False,
-                     gray=False, size=(30, 40))
+    dest = converted(
+        dataset_dir,
+        out_root,
+        encoding="jpeg",
+        compression="none",
+        flow=False,
+        gray=False,
+        size=(30, 40),
+    )
     ds = tfrecord.dataset(dest, batch_size=4, seed=0)
     assert tuple(ds.element_spec[0].shape) == (None, FRAMES, 30, 40, 3)  # static: resized
     frames, labels = next(iter(ds))
     assert frames.shape[1:] == (FRAMES, 30, 40, 3) and labels.shape[1:] == (3,)
-    model = keras.Sequential([
-        keras.Input((FRAMES, 30, 40, 3)),
-        keras.layers.Conv3D(4, 3, strides=2, activation="relu"),
-        keras.layers.GlobalAveragePooling3D(),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((FRAMES, 30, 40, 3)),
+            keras.layers.Conv3D(4, 3, strides=2, activation="relu"),
+            keras.layers.GlobalAveragePooling3D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(ds, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2
@@ -450,7 +529,8 @@ def _broken(path: Path, seed: int = 0) -> Path:
 
 
 def test_a_record_whose_videos_all_fail_leaves_no_file_and_a_rerun_still_fails(
-        dataset_dir, tmp_path, capsys):
+    dataset_dir, tmp_path, capsys
+):
     src = tmp_path / "src"
     for k in range(3):
         _broken(src / "right" / f"broken_{k}.avi", seed=k)
@@ -471,8 +551,9 @@ def test_a_record_whose_videos_all_fail_leaves_no_file_and_a_rerun_still_fails(
     assert not list(dest.glob("*.tfrecord*"))
 
 
-def test_a_rerun_retries_failed_videos_and_reading_skips_empty_records(dataset_dir, tmp_path,
-                                                                       capsys):
+def test_a_rerun_retries_failed_videos_and_reading_skips_empty_records(
+    dataset_dir, tmp_path, capsys
+):
     src = tmp_path / "src"
     good = sorted((dataset_dir / "right").glob("*.avi"))[:3]
     for path in good:
@@ -481,13 +562,23 @@ def test_a_rerun_retries_failed_videos_and_reading_skips_empty_records(dataset_d
     # sorted after the good ones: the 2nd record (videos 2, 3) half fails, the 3rd wholly
     late = [_broken(src / "right" / f"zz_late_{k}.avi", seed=k) for k in range(2)]
     dest = tmp_path / "out"
-    argv = [str(src), str(dest), "--frames", "4", "--videos-per-record", "2", "--no-progress",
-            "--encoding", "raw"]
+    argv = [
+        str(src),
+        str(dest),
+        "--frames",
+        "4",
+        "--videos-per-record",
+        "2",
+        "--no-progress",
+        "--encoding",
+        "raw",
+    ]
     assert tfrecord.cli_main(argv) == 1
     names = sorted(p.name for p in dest.glob("*.tfrecord"))
     assert len(names) == 2 and all(p.stat().st_size > 0 for p in dest.glob("*.tfrecord"))
     assert sorted(m["path"] for _, _, m in read_all(dest)) == sorted(
-        str(src / "right" / p.name) for p in good)
+        str(src / "right" / p.name) for p in good
+    )
     capsys.readouterr()
 
     # --no-retry-failed keeps the records and still says which videos failed: exit 1
@@ -504,20 +595,29 @@ def test_a_rerun_retries_failed_videos_and_reading_skips_empty_records(dataset_d
     assert ", 0 failed in" in out and "failed: " not in out and "failed (" not in out, out
     paths = sorted(m["path"] for _, _, m in read_all(dest))
     assert paths == sorted(str(p) for p in (src / "right").glob("*.avi")) and len(paths) == 5
-    summary = tfrecord.convert(src, dest, frames=4, videos_per_record=2, encoding="raw",
-                               progress=False)
+    summary = tfrecord.convert(
+        src, dest, frames=4, videos_per_record=2, encoding="raw", progress=False
+    )
     assert summary.ok and summary.records_skipped == 3 and summary.converted == 0
 
 
 def test_recursive_glob_of_record_files(dataset_dir, out_root, tmp_path):
-    src = converted(dataset_dir, out_root, encoding="jpeg", compression="none", flow=False,
-                    gray=False, size=(40, 30))
+    src = converted(
+        dataset_dir,
+        out_root,
+        encoding="jpeg",
+        compression="none",
+        flow=False,
+        gray=False,
+        size=(40, 30),
+    )
     nested = tmp_path / "records" / "train" / "part0"
     shutil.copytree(src, nested)
     pattern = f"{tmp_path}/records/**/*.tfrecord*"
     files = tfrecord.list_record_files(pattern)
     assert len(files) == len(tfrecord.list_record_files(src)) and all(
-        f.startswith(str(nested)) for f in files)
+        f.startswith(str(nested)) for f in files
+    )
     assert len(read_all(pattern)) == 18
     # a folder is still its own *.tfrecord* files only, not its sub-folders'
     with pytest.raises(FileNotFoundError):

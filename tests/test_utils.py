@@ -15,8 +15,9 @@ class FakeGenerator:
 
     classes = ["down", "left", "right"]
 
-    def __init__(self, batches=3, batch_size=2, frames=4, height=48, width=64, channels=3,
-                 dtype=np.float32):
+    def __init__(
+        self, batches=3, batch_size=2, frames=4, height=48, width=64, channels=3, dtype=np.float32
+    ):
         self.batches, self.batch_size, self.frames = batches, batch_size, frames
         self.height, self.width, self.channels, self.dtype = height, width, channels, dtype
 
@@ -27,11 +28,17 @@ class FakeGenerator:
         return 100 * batch + 10 * sample + frame
 
     def __getitem__(self, i):
-        x = np.stack([
-            np.stack([draw_frame(self.frame_number(i, s, f), self.width, self.height)
-                      for f in range(self.frames)])
-            for s in range(self.batch_size)
-        ])
+        x = np.stack(
+            [
+                np.stack(
+                    [
+                        draw_frame(self.frame_number(i, s, f), self.width, self.height)
+                        for f in range(self.frames)
+                    ]
+                )
+                for s in range(self.batch_size)
+            ]
+        )
         if self.channels == 1:
             x = x.mean(axis=-1, keepdims=True)
         x = (x / 255.0).astype(self.dtype) if self.dtype != np.uint8 else x
@@ -46,9 +53,16 @@ def cells(grid, rows, cols, cell_h, cell_w):
     header = grid.shape[0] - rows * (cell_h + gap)
     margin = grid.shape[1] - cols * (cell_w + gap)
     assert header > 0 and margin > 0  # room for column numbers and class names
-    return [[grid[header + r * (cell_h + gap):header + r * (cell_h + gap) + cell_h,
-                  margin + c * (cell_w + gap):margin + c * (cell_w + gap) + cell_w]
-             for c in range(cols)] for r in range(rows)]
+    return [
+        [
+            grid[
+                header + r * (cell_h + gap) : header + r * (cell_h + gap) + cell_h,
+                margin + c * (cell_w + gap) : margin + c * (cell_w + gap) + cell_w,
+            ]
+            for c in range(cols)
+        ]
+        for r in range(rows)
+    ]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.uint8])
@@ -74,7 +88,7 @@ def test_show_sample_labels_each_row():
     assert margin >= text_w
     header = grid.shape[0] - 3 * (48 + utils._GAP)
     for r in range(3):
-        band = grid[header + r * 50:header + r * 50 + 48, :margin]
+        band = grid[header + r * 50 : header + r * 50 + 48, :margin]
         assert band.min() < 128  # something is written there
 
 
@@ -144,9 +158,14 @@ def test_to_uint8_ranges():
 
 def test_show_sample_with_fastvid_generator(dataset_dir, tmp_path):
     fastvid = pytest.importorskip("fastvid")
-    gen = fastvid.VideoFrameGenerator(glob_pattern=str(dataset_dir / "{classname}" / "*.avi"),
-                                      nb_frames=3, target_shape=(48, 64), batch_size=2,
-                                      shuffle=False, device="cpu")
+    gen = fastvid.VideoFrameGenerator(
+        glob_pattern=str(dataset_dir / "{classname}" / "*.avi"),
+        nb_frames=3,
+        target_shape=(48, 64),
+        batch_size=2,
+        shuffle=False,
+        device="cpu",
+    )
     grid = utils.show_sample(gen, 0, path=tmp_path / "g.png")
     x, _ = gen[0]
     got = cells(grid, rows=2, cols=3, cell_h=64, cell_w=85)
@@ -156,10 +175,20 @@ def test_show_sample_with_fastvid_generator(dataset_dir, tmp_path):
 
 def test_preview_cli(dataset_dir, tmp_path, capsys):
     out = tmp_path / "preview.png"
-    code = utils.preview_main([
-        "--glob-pattern", str(dataset_dir / "{classname}" / "*.avi"), "--nb-frames", "3",
-        "--target-shape", "40x30", "--batch-size", "2", "--output", str(out),
-    ])
+    code = utils.preview_main(
+        [
+            "--glob-pattern",
+            str(dataset_dir / "{classname}" / "*.avi"),
+            "--nb-frames",
+            "3",
+            "--target-shape",
+            "40x30",
+            "--batch-size",
+            "2",
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     assert out.is_file()
     image = cv2.imread(str(out))
@@ -169,19 +198,34 @@ def test_preview_cli(dataset_dir, tmp_path, capsys):
 
 def test_preview_cli_flow_and_gray(dataset_dir, tmp_path):
     out = tmp_path / "flow.png"
-    code = utils.preview_main([
-        str(dataset_dir / "{classname}" / "*.avi"), "--generator", "flow",
-        "--method", "abs_diff", "--nb-frames", "2", "--target-shape", "32x32",
-        "--batch-size", "1", "--nb-channel", "1", "-o", str(out),
-    ])
+    code = utils.preview_main(
+        [
+            str(dataset_dir / "{classname}" / "*.avi"),
+            "--generator",
+            "flow",
+            "--method",
+            "abs_diff",
+            "--nb-frames",
+            "2",
+            "--target-shape",
+            "32x32",
+            "--batch-size",
+            "1",
+            "--nb-channel",
+            "1",
+            "-o",
+            str(out),
+        ]
+    )
     assert code == 0 and out.is_file()
 
 
 def test_preview_cli_errors(tmp_path, capsys):
     assert utils.preview_main(["--target-shape", "big"]) == 2
     assert utils.preview_main(["--method", "abs_diff"]) == 2  # needs --generator flow
-    code = utils.preview_main(["--glob-pattern", str(tmp_path / "{classname}" / "*.avi"),
-                               "-o", str(tmp_path / "x.png")])
+    code = utils.preview_main(
+        ["--glob-pattern", str(tmp_path / "{classname}" / "*.avi"), "-o", str(tmp_path / "x.png")]
+    )
     assert code == 1
     assert "fastvid preview" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastvid.bench import common
+from fastvid.bench import common, footage
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,20 @@ SUITES: dict[str, str] = {
     "service": "fastvid.bench.service",
 }
 
-VIDEO_EXTENSIONS = {".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".ogv", ".mpg", ".mpeg",
-                    ".flv", ".wmv", ".ts"}
+VIDEO_EXTENSIONS = {
+    ".avi",
+    ".mp4",
+    ".mkv",
+    ".webm",
+    ".mov",
+    ".m4v",
+    ".ogv",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".ts",
+}
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
@@ -57,39 +69,93 @@ def parse_suites(text: str) -> list[str]:
     unknown = [n for n in names if n not in SUITES]
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)} or all")
+            f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)} or all"
+        )
     return names
 
 
 def _base_parser(add_help: bool) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="fastvid bench", add_help=add_help,
+        prog="fastvid bench",
+        add_help=add_help,
         description="Benchmark fastvid against the usual ways to load video, side by side on "
-                    "the same files. Without files it makes (and caches) its own dataset: "
-                    "UCF101-like short clips and a long 720p h264 clip.")
-    p.add_argument("inputs", nargs="*", metavar="DIR_OR_GLOB",
-                   help="videos to use instead of the generated short clips")
-    p.add_argument("--suite", default="all", type=parse_suites,
-                   help=f"comma-separated suites: {','.join(SUITES)} or all (default: all)")
-    p.add_argument("--quick", action="store_true",
-                   help="small dataset, 1 repeat, no warm-up: a smoke run, not figures")
-    p.add_argument("--repeats", type=int, default=None,
-                   help=f"timed repeats per measurement (default {common.DEFAULT_REPEATS}, "
-                        f"--quick {common.QUICK_REPEATS}); the table shows the median")
-    p.add_argument("--warmup", type=int, default=None,
-                   help="untimed calls before timing (default 1, --quick 0)")
-    p.add_argument("--json", type=Path, default=None, metavar="PATH",
-                   help="also write the report as JSON")
-    p.add_argument("--text", type=Path, default=None, metavar="PATH",
-                   help="also write the text report to PATH")
-    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                   help="where generated videos are cached (default $FASTVID_BENCH_DATA or "
-                        "~/.cache/fastvid/bench)")
-    p.add_argument("--long", type=Path, default=None, metavar="FILE",
-                   help="long video to use instead of the generated 720p clip")
+        "the same files. Without files it cuts (and caches) its own dataset from "
+        "real footage (../shared/videos, $FASTVID_BENCH_FOOTAGE or --footage): "
+        "UCF101-like short clips and a long 720p h264 clip; synthetic videos "
+        "when no footage folder exists (the report says which).",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="DIR_OR_GLOB",
+        help="videos to use instead of the short clips cut or generated here",
+    )
+    p.add_argument(
+        "--suite",
+        default="all",
+        type=parse_suites,
+        help=f"comma-separated suites: {','.join(SUITES)} or all (default: all)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small dataset, 1 repeat, no warm-up: a smoke run (no targets or "
+        "verdicts), not figures",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help=f"timed repeats per measurement (default {common.DEFAULT_REPEATS}, "
+        f"--quick {common.QUICK_REPEATS}); the table shows the median",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="untimed calls before timing (default 1, --quick 0)",
+    )
+    p.add_argument(
+        "--json", type=Path, default=None, metavar="PATH", help="also write the report as JSON"
+    )
+    p.add_argument(
+        "--text", type=Path, default=None, metavar="PATH", help="also write the text report to PATH"
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the cut or generated videos are cached (default "
+        "$FASTVID_BENCH_DATA or ~/.cache/fastvid/bench)",
+    )
+    p.add_argument(
+        "--footage",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of real videos to cut the dataset from (default "
+        "$FASTVID_BENCH_FOOTAGE, else ../shared/videos beside the checkout)",
+    )
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="use generated synthetic videos even when real footage is there",
+    )
+    p.add_argument(
+        "--long",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="long video to use instead of the 720p clip cut or generated here",
+    )
     p.add_argument("--no-long", action="store_true", help="skip the long-clip workloads")
-    p.add_argument("--clips", type=int, default=None,
-                   help="number of generated short clips (default 18, --quick 6)")
+    p.add_argument(
+        "--clips",
+        type=int,
+        default=None,
+        help="number of generated short clips (default 18, --quick 6)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     return p
 
@@ -134,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     first, _ = _base_parser(add_help=False).parse_known_args(argv)
     parser, modules, skipped = build_parser(first.suite)
     args = parser.parse_args(argv)
-    args.repeats = args.repeats or (common.QUICK_REPEATS if args.quick else
-                                    common.DEFAULT_REPEATS)
+    args.repeats = args.repeats or (common.QUICK_REPEATS if args.quick else common.DEFAULT_REPEATS)
     args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
     args.data_dir = args.data_dir or common.default_data_dir()
     args.progress = not args.no_progress
@@ -148,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.long is not None and not args.long.is_file():
         print(f"fastvid bench: --long {args.long}: no such file", file=sys.stderr)
         return 2
+    if args.footage is not None and not args.footage.is_dir():
+        print(f"fastvid bench: --footage {args.footage}: no such folder", file=sys.stderr)
+        return 2
 
     for name, why in skipped.items():
         print(f"fastvid bench: skipping suite {name}: {why}", file=sys.stderr)
@@ -159,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         "warmup": args.warmup,
         "files": f"{len(args.files)} given" if args.files else "generated",
     }
+    warning = common.busy_warning(machine)
+    if warning:
+        print(f"fastvid bench: {warning}", file=sys.stderr)
     rows: list[dict] = []
     failed = False
     for name, module in modules.items():
@@ -167,16 +238,26 @@ def main(argv: list[str] | None = None) -> int:
             rows.extend(module.run(args))
         except Exception as e:  # report and go on with the next suite
             log.exception("suite %s failed", name)
-            print(f"fastvid bench: suite {name} failed: {type(e).__name__}: {e}",
-                  file=sys.stderr)
+            print(f"fastvid bench: suite {name} failed: {type(e).__name__}: {e}", file=sys.stderr)
             failed = True
-            rows.append(common.Result(name, "suite", name,
-                                      skipped=f"failed: {type(e).__name__}: {e}").to_dict())
+            rows.append(
+                common.Result(
+                    name, "suite", name, skipped=f"failed: {type(e).__name__}: {e}"
+                ).to_dict()
+            )
         log.info("suite %s done in %.1f s", name, time.perf_counter() - t0)
     for name, why in skipped.items():
         rows.append(common.Result(name, "suite", name, skipped=why).to_dict())
 
-    report = {"machine": machine, "config": config, "rows": rows}
+    machine["load_end"] = list(common.load_average() or ()) or None
+    if args.quick:  # a smoke run: no verdicts, neither printed nor in the JSON
+        rows = [r for r in rows if r.get("kind") != "target"]
+    report = {
+        "machine": machine,
+        "footage": footage.footage_status(args),
+        "config": config,
+        "rows": rows,
+    }
     text = common.render_report(report)
     print(text)
     if args.text:

@@ -13,9 +13,16 @@ so a ratio above 1 means slower than fastvid.
 ``args`` as handed to ``run`` by :mod:`fastvid.bench.cli` always has:
 ``files`` (list[Path], the user's videos; empty when the harness makes its own),
 ``long`` (Path | None), ``data_dir`` (Path), ``quick`` (bool), ``repeats`` (int),
-``warmup`` (int), ``progress`` (bool). Use :func:`short_clips` and
-:func:`long_clip` to get the shared dataset, :func:`measure` to time, and
-:func:`progress` for a bar on stderr.
+``warmup`` (int), ``progress`` (bool), ``footage`` (Path | None: ``--footage``) and
+``synthetic`` (bool). Use :func:`fastvid.bench.footage.short_clips` and
+:func:`~fastvid.bench.footage.long_clip` to get the shared dataset (cut from real
+footage when a folder of it exists, else synthetic;
+:func:`~fastvid.bench.footage.footage_status` says which), :func:`measure` to time,
+and :func:`progress` for a bar on stderr.
+
+A ``--quick`` run is a smoke run: the report shows no targets (:data:`SMOKE_LINE`
+instead). Every report shows the load average at the start and the end, and a
+WARNING when the machine was busy (:func:`busy_warning`).
 """
 
 from __future__ import annotations
@@ -62,9 +69,7 @@ class Timing:
         return min(self.times)
 
 
-def measure(
-    fn: Callable[[], Any], *, repeats: int = DEFAULT_REPEATS, warmup: int = 1
-) -> Timing:
+def measure(fn: Callable[[], Any], *, repeats: int = DEFAULT_REPEATS, warmup: int = 1) -> Timing:
     """Call ``fn`` ``warmup`` times untimed, then ``repeats`` times timed.
 
     Garbage is collected before each call and the collector is paused while it
@@ -137,7 +142,8 @@ class Target:
 
     ``measured`` is usually a speed ratio (how many times faster fastvid is);
     ``comparison`` is ">=" (at least) or "<=" (at most). None when a needed
-    method did not run: the target is then "not measured".
+    method did not run: the target is then "not measured", or ``unavailable``
+    says why instead of a verdict (e.g. "peer not installed").
     """
 
     suite: str
@@ -146,6 +152,7 @@ class Target:
     required: float
     comparison: str = ">="
     detail: str = ""
+    unavailable: str = ""
 
     @property
     def met(self) -> bool | None:
@@ -292,40 +299,92 @@ def render_targets(targets: Sequence[dict]) -> str:
     for t in targets:
         met = t.get("met")
         status = "met" if met else ("not measured" if met is None else "NOT MET")
+        if met is None and t.get("unavailable"):
+            status = t["unavailable"]
         measured = t.get("measured")
-        body.append([
-            status,
-            t.get("suite", ""),
-            t["name"],
-            "-" if measured is None else f"{measured:.2f}",
-            f"{t.get('comparison', '>=')} {t['required']:g}",
-            t.get("detail", ""),
-        ])
+        body.append(
+            [
+                status,
+                t.get("suite", ""),
+                t["name"],
+                "-" if measured is None else f"{measured:.2f}",
+                f"{t.get('comparison', '>=')} {t['required']:g}",
+                t.get("detail", ""),
+            ]
+        )
     header = ["status", "suite", "target", "measured", "required", "detail"]
     lines = ["== targets ==", *_table(header, body, right={3})]
     return "\n".join(lines) + "\n"
 
 
+def load_average() -> tuple[float, float, float] | None:
+    """``os.getloadavg()``: the 1, 5 and 15-minute load averages (None where unknown)."""
+    try:
+        return os.getloadavg()
+    except (OSError, AttributeError):
+        return None
+
+
+def _format_load(load: Sequence[float] | str | None) -> str:
+    if load is None:
+        return "?"
+    if isinstance(load, str):
+        return load
+    return ", ".join(f"{x:.2f}" for x in load)
+
+
+BUSY_FRACTION = 0.5  # a 1-minute load above this share of the cores at the start: busy
+
+
+def busy_warning(machine: dict[str, Any]) -> str | None:
+    """A WARNING line when the 1-minute load at the start exceeded :data:`BUSY_FRACTION`
+    of the usable cores (other work competed for the CPU: figures are noisy), else None."""
+    load = machine.get("load_start")
+    cores = machine.get("cores_usable") or machine.get("cores_logical")
+    if not load or not cores or load[0] <= BUSY_FRACTION * cores:
+        return None
+    return (
+        f"WARNING: the machine was busy: 1-minute load average {load[0]:.2f} at the start "
+        f"on {cores} cores (> {BUSY_FRACTION:g} x cores); other work competed for the CPU, "
+        f"so the figures are noisy"
+    )
+
+
 def render_machine(machine: dict[str, Any]) -> str:
-    """A few header lines describing the machine and library versions."""
+    """A few header lines describing the machine, its load and the library versions."""
     v = machine.get("versions", {})
     libs = ", ".join(f"{k} {val}" for k, val in v.items() if val)
+    load = f"load average (1, 5, 15 min): start {_format_load(machine.get('loadavg'))}"
+    if "load_end" in machine:
+        load += f"; end {_format_load(machine.get('load_end'))}"
     lines = [
         f"fastvid bench · {machine.get('date', '')}",
         f"machine: {machine.get('cpu', '?')}, {machine.get('cores_usable', '?')} usable cores"
         f" ({machine.get('cores_logical', '?')} logical), {machine.get('memory_gb', '?')} GB,"
         f" {machine.get('platform', '')}",
-        f"load average at start: {machine.get('loadavg', '?')}",
+        load,
         f"versions: {libs}",
     ]
     if machine.get("gpu"):
         lines.append(f"gpu: {machine['gpu']}")
+    warning = busy_warning(machine)
+    if warning:
+        lines.append(warning)
     return "\n".join(lines) + "\n"
 
 
+SMOKE_LINE = "smoke run (--quick): no verdicts"
+
+
 def render_report(report: dict[str, Any]) -> str:
-    """The whole text report: machine header, configuration, tables, targets."""
+    """The whole text report: machine header, footage, configuration, tables, targets.
+
+    A ``--quick`` run (``config["quick"]``) is a smoke run: no targets section, one
+    line saying so instead.
+    """
     parts = [render_machine(report.get("machine", {}))]
+    if report.get("footage"):
+        parts.append(f"footage: {report['footage']}\n")
     config = report.get("config")
     if config:
         parts.append("config: " + ", ".join(f"{k}={v}" for k, v in config.items()) + "\n")
@@ -334,7 +393,10 @@ def render_report(report: dict[str, Any]) -> str:
     if notes:
         parts.append("\n".join(notes) + "\n")
     parts.append(render_results([r for r in rows if r.get("kind", "result") == "result"]))
-    parts.append(render_targets([r for r in rows if r.get("kind") == "target"]))
+    if (config or {}).get("quick"):
+        parts.append(SMOKE_LINE + "\n")
+    else:
+        parts.append(render_targets([r for r in rows if r.get("kind") == "target"]))
     return "\n".join(p for p in parts if p)
 
 
@@ -359,14 +421,27 @@ def set_progress(enabled: bool | None) -> None:
     _progress_enabled = enabled
 
 
-def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None,
-             desc: str = "", unit: str = "it") -> Any:
+def progress(
+    iterable: Iterable[Any] | None = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+) -> Any:
     """A tqdm progress bar on stderr (a no-op bar when disabled)."""
     from tqdm import tqdm
 
     disable = None if _progress_enabled is None else not _progress_enabled
-    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
-                disable=disable, dynamic_ncols=True)
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=sys.stderr,
+        leave=False,
+        disable=disable,
+        dynamic_ncols=True,
+    )
 
 
 # --------------------------------------------------------------------------- machine
@@ -391,12 +466,24 @@ def _cpu_model() -> str:
 
 def _gpu() -> str | None:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version",
-                              "--format=csv,noheader"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return out.replace("\n", "; ") or None
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def machine_info() -> dict[str, Any]:
@@ -404,24 +491,28 @@ def machine_info() -> dict[str, Any]:
 
     Versions come from package metadata, so TensorFlow and CuPy are not imported.
     """
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
+    usable = usable_cores()
     try:
         pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         memory_gb = round(pages / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         memory_gb = None
-    try:
-        loadavg = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        loadavg = None
+    load = load_average()
+    loadavg = _format_load(load) if load is not None else None
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name, dist in [("fastvid", "fastvid"), ("av", "av"),
-                       ("opencv", "opencv-contrib-python-headless"), ("numpy", "numpy"),
-                       ("decord", "decord"), ("tensorflow", "tensorflow"), ("keras", "keras"),
-                       ("cupy", "cupy-cuda12x")]:
+    for name, dist in [
+        ("fastvid", "fastvid"),
+        ("av", "av"),
+        ("opencv", "opencv-contrib-python-headless"),
+        ("numpy", "numpy"),
+        ("decord", "decord"),
+        ("decord2", "decord2"),
+        ("torch", "torch"),
+        ("torchcodec", "torchcodec"),
+        ("tensorflow", "tensorflow"),
+        ("keras", "keras"),
+        ("cupy", "cupy-cuda12x"),
+    ]:
         versions[name] = _version(dist)
     if versions["opencv"] is None:
         versions["opencv"] = _version("opencv-python") or _version("opencv-python-headless")
@@ -440,6 +531,7 @@ def machine_info() -> dict[str, Any]:
         "cores_usable": usable,
         "memory_gb": memory_gb,
         "loadavg": loadavg,
+        "load_start": list(load) if load is not None else None,
         "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
         "gpu": _gpu(),
         "versions": versions,
@@ -467,23 +559,30 @@ class ClipSpec:
     options: tuple[tuple[str, str], ...] = ()
 
     def tag(self) -> str:
-        n = self.num_frames if isinstance(self.num_frames, int) else "-".join(
-            map(str, self.num_frames))
+        n = (
+            self.num_frames
+            if isinstance(self.num_frames, int)
+            else "-".join(map(str, self.num_frames))
+        )
         # a short digest of the encoder options keeps file names readable
         opts = f"_{zlib.crc32(repr(self.options).encode()):08x}" if self.options else ""
-        return (f"{self.width}x{self.height}_{n}f_{self.fps}fps_{self.codec}"
-                f"_g{self.gop}_bf{self.bframes}{opts}")
+        return (
+            f"{self.width}x{self.height}_{n}f_{self.fps}fps_{self.codec}"
+            f"_g{self.gop}_bf{self.bframes}{opts}"
+        )
 
     def describe(self) -> str:
         n = self.num_frames if isinstance(self.num_frames, int) else sum(self.num_frames) / 2
         secs = n / self.fps
         b = f", {self.bframes} B-frames" if self.bframes else ""
-        return (f"{self.width}x{self.height} {self.codec} {self.ext.lstrip('.')}, "
-                f"GOP {self.gop}{b}, {self.fps} fps, ~{secs:.0f} s")
+        return (
+            f"{self.width}x{self.height} {self.codec} {self.ext.lstrip('.')}, "
+            f"GOP {self.gop}{b}, {self.fps} fps, ~{secs:.0f} s"
+        )
 
 
-# UCF101-like: 320x240 mpeg4 AVI, GOP 12, 25 fps, ~6 s (lengths vary like real clips)
-SHORT_SPEC = ClipSpec(320, 240, (130, 171), codec="mpeg4", gop=12, ext=".avi")
+# UCF101-like: 320x240 mpeg4 AVI, GOP 12, 25 fps, 4-6 s (lengths vary like real clips)
+SHORT_SPEC = ClipSpec(320, 240, (100, 151), codec="mpeg4", gop=12, ext=".avi")
 # Long 720p h264 with x264's default keyint 250 and 3 B-frames. On our synthetic
 # pictures x264's adaptive B-frame decision picks almost only P-frames, unlike
 # camera footage, so b-adapt=0 forces the IBBBP pattern (b-pyramid keeps the
@@ -492,17 +591,21 @@ SHORT_SPEC = ClipSpec(320, 240, (130, 171), codec="mpeg4", gop=12, ext=".avi")
 
 def x264_options(gop: int) -> tuple[tuple[str, str], ...]:
     """Encoder options for a B-frame h264 clip with keyframes every ``gop`` frames."""
-    return (("preset", "veryfast"),
-            ("x264-params", f"keyint={gop}:min-keyint={gop}:scenecut=0:b-adapt=0"))
+    return (
+        ("preset", "veryfast"),
+        ("x264-params", f"keyint={gop}:min-keyint={gop}:scenecut=0:b-adapt=0"),
+    )
 
 
 _X264_LONG = x264_options(250)
-LONG_SPEC = ClipSpec(1280, 720, 1600, codec="libx264", gop=250, bframes=3, ext=".mp4",
-                     options=_X264_LONG)
+LONG_SPEC = ClipSpec(
+    1280, 720, 1600, codec="libx264", gop=250, bframes=3, ext=".mp4", options=_X264_LONG
+)
 # --quick: same shapes of file, shorter and smaller, for smoke runs and tests
 QUICK_SHORT_SPEC = ClipSpec(320, 240, (60, 81), codec="mpeg4", gop=12, ext=".avi")
-QUICK_LONG_SPEC = ClipSpec(640, 360, 500, codec="libx264", gop=250, bframes=3, ext=".mp4",
-                           options=_X264_LONG)
+QUICK_LONG_SPEC = ClipSpec(
+    640, 360, 500, codec="libx264", gop=250, bframes=3, ext=".mp4", options=_X264_LONG
+)
 
 
 def _encode(path: Path, num_frames: int, spec: ClipSpec, motion: tuple[int, int]) -> Path:
@@ -513,9 +616,18 @@ def _encode(path: Path, num_frames: int, spec: ClipSpec, motion: tuple[int, int]
         return path
     tmp = path.with_name(f".partial-{os.getpid()}-{path.name}")
     try:
-        make_video(tmp, num_frames, width=spec.width, height=spec.height, fps=spec.fps,
-                   codec=spec.codec, gop=spec.gop, bframes=spec.bframes, motion=motion,
-                   options=dict(spec.options) or None)
+        make_video(
+            tmp,
+            num_frames,
+            width=spec.width,
+            height=spec.height,
+            fps=spec.fps,
+            codec=spec.codec,
+            gop=spec.gop,
+            bframes=spec.bframes,
+            motion=motion,
+            options=dict(spec.options) or None,
+        )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -523,7 +635,10 @@ def _encode(path: Path, num_frames: int, spec: ClipSpec, motion: tuple[int, int]
 
 
 def ensure_short_clips(
-    directory: str | os.PathLike[str], count: int = 18, *, spec: ClipSpec = SHORT_SPEC,
+    directory: str | os.PathLike[str],
+    count: int = 18,
+    *,
+    spec: ClipSpec = SHORT_SPEC,
     seed: int = 0,
 ) -> list[Path]:
     """``count`` UCF101-like clips under ``directory``, encoded once and reused.
@@ -542,8 +657,11 @@ def ensure_short_clips(
     paths = []
     todo = []
     for k in range(count):
-        n = spec.num_frames if isinstance(spec.num_frames, int) else int(
-            rng.integers(*spec.num_frames))
+        n = (
+            spec.num_frames
+            if isinstance(spec.num_frames, int)
+            else int(rng.integers(*spec.num_frames))
+        )
         path = folder / f"clip_{k:03d}{spec.ext}"
         paths.append(path)
         if not (path.exists() and path.stat().st_size > 0):
@@ -560,8 +678,12 @@ def ensure_long_clip(directory: str | os.PathLike[str], *, spec: ClipSpec = LONG
     path = Path(directory) / f"long_{spec.tag()}{spec.ext}"
     if not (path.exists() and path.stat().st_size > 0):
         n = spec.num_frames if isinstance(spec.num_frames, int) else spec.num_frames[1]
-        log.info("encoding the long clip (%s, %d frames) to %s: takes a minute or two, once",
-                 spec.describe(), n, path)
+        log.info(
+            "encoding the long clip (%s, %d frames) to %s: takes a minute or two, once",
+            spec.describe(),
+            n,
+            path,
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         _encode(path, n, spec, (3, 2))
     return path
@@ -574,21 +696,3 @@ def default_data_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "fastvid" / "bench"
-
-
-def short_clips(args: Any) -> list[Path]:
-    """The dataset a suite should use: the user's files, or the generated short clips."""
-    if getattr(args, "files", None):
-        return list(args.files)
-    spec = QUICK_SHORT_SPEC if args.quick else SHORT_SPEC
-    count = getattr(args, "clips", None) or (6 if args.quick else 18)
-    return ensure_short_clips(args.data_dir, count, spec=spec)
-
-
-def long_clip(args: Any) -> Path | None:
-    """The long clip: ``--long FILE``, else generated unless the user gave files."""
-    if getattr(args, "long", None):
-        return Path(args.long)
-    if getattr(args, "files", None) or getattr(args, "no_long", False):
-        return None
-    return ensure_long_clip(args.data_dir, spec=QUICK_LONG_SPEC if args.quick else LONG_SPEC)

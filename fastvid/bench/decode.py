@@ -11,30 +11,47 @@ files and the same indices:
   frame up to the last target, keep (resize + BGR->RGB) the targets;
 - ``opencv seek``: ``CAP_PROP_POS_FRAMES`` then ``read`` per target;
 - ``pyav decode-all``: decode every frame up to the last target, convert the targets;
-- ``decord`` when importable (never a dependency of fastvid);
+- ``decord`` when importable (decord 0.6 or its successor decord2, same import name;
+  the note says which; never a dependency of fastvid);
+- ``torchcodec`` when importable, at its fair settings: decoder-side ``Resize``,
+  ``dimension_order="NHWC"``, ``torch.set_num_threads(1)`` while timing, and both
+  ``num_ffmpeg_threads=1`` and ``0`` (two rows, the faster marked "best setting");
+  ``torchcodec approximate`` (``seek_mode="approximate"``: no scan of the file on
+  open, the same exact targets), ``torchcodec keyframes`` (asked for the nearest
+  keyframes, the frames ``fastvid keyframe`` returns) and, for a set of files,
+  ``torchcodec thread pool`` (one decoder per file on a ``ThreadPoolExecutor`` with
+  one thread per core, as a user would write it);
 - ``decode floor``: PyAV decoding only what the targets depend on (from each target's
   keyframe to its packet, non-reference non-target frames skipped), converting
   nothing. Written here from a demux-only index, independent of fastvid's reader.
 
 Timings include opening each file. Indices (the container index) are built
-once, outside the timing, for fastvid (its cache) and the floor; OpenCV and
-decord build theirs when they open a file, as they always do.
+once, outside the timing, for fastvid (its cache) and the floor; OpenCV, decord
+and torchcodec (exact mode scans the file) build theirs when they open a file,
+as they always do.
+
+Frames are checked after timing: on synthetic videos each picture carries its
+index; on real footage each returned frame is compared with a sequential PyAV
+decode of the file (:func:`reference_frames`): it must be closer to the frame
+asked for than to its neighbours (:func:`_check_real`).
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fastvid.bench import common
+from fastvid.bench import common, footage
 from fastvid.sampling import uniform_indices
 
 log = logging.getLogger(__name__)
@@ -58,13 +75,32 @@ METHODS: tuple[str, ...] = (
     "opencv seek",
     "pyav decode-all",
     "decord",
+    "torchcodec",
+    "torchcodec approximate",
+    "torchcodec keyframes",
+    "torchcodec thread pool",
     "decode floor",
 )
+TORCHCODEC = tuple(m for m in METHODS if m.startswith("torchcodec"))
+# "torchcodec" is measured at both thread settings, one row each (method name + setting)
+TORCHCODEC_SETTINGS = (("num_ffmpeg_threads=1", 1), ("num_ffmpeg_threads=0", 0))
+# methods that read a whole set of files in one call: not run on a single file
+SET_METHODS = ("fastvid read_clips", "torchcodec thread pool")
 # short names for --decode-methods
-_ALIASES = {"exact": "fastvid exact", "keyframe": "fastvid keyframe",
-            "read_clips": "fastvid read_clips", "opencv-seq": "opencv sequential",
-            "opencv-seek": "opencv seek", "pyav": "pyav decode-all", "decord": "decord",
-            "floor": "decode floor"}
+_ALIASES = {
+    "exact": "fastvid exact",
+    "keyframe": "fastvid keyframe",
+    "read_clips": "fastvid read_clips",
+    "opencv-seq": "opencv sequential",
+    "opencv-seek": "opencv seek",
+    "pyav": "pyav decode-all",
+    "decord": "decord",
+    "torchcodec": "torchcodec",
+    "torchcodec-approx": "torchcodec approximate",
+    "torchcodec-keyframes": "torchcodec keyframes",
+    "torchcodec-pool": "torchcodec thread pool",
+    "floor": "decode floor",
+}
 
 
 # --------------------------------------------------------------------------- index
@@ -146,8 +182,7 @@ def _sorted_targets(indices: Sequence[int]) -> list[int]:
 def _resize_rgb_bgr(frame: np.ndarray) -> np.ndarray:
     import cv2
 
-    return cv2.cvtColor(cv2.resize(frame, SIZE, interpolation=cv2.INTER_LINEAR),
-                        cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(cv2.resize(frame, SIZE, interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
 
 
 def opencv_sequential(path: str | Path, indices: Sequence[int]) -> Output:
@@ -229,9 +264,20 @@ def decord_available() -> str | None:
     """None when decord can be used, else why not."""
     try:
         import decord  # noqa: F401
-    except Exception as e:  # ImportError, or a broken native library
-        return f"decord not importable ({type(e).__name__})"
+    except ImportError:
+        return "peer not installed (decord / decord2)"
+    except Exception as e:  # a broken native library
+        return f"decord not importable ({type(e).__name__}: {e})"
     return None
+
+
+def decord_flavour() -> str:
+    """Which package provides ``import decord``: "decord2 3.4.0", "decord 0.6.0"..."""
+    for dist in ("decord2", "decord"):
+        version = common._version(dist)
+        if version:
+            return f"{dist} {version}"
+    return "decord"
 
 
 def decord_read(path: str | Path, indices: Sequence[int]) -> Output:
@@ -245,8 +291,77 @@ def decord_read(path: str | Path, indices: Sequence[int]) -> Output:
         del vr
 
 
-def decode_floor(path: str | Path, indices: Sequence[int], index: DemuxIndex,
-                 convert: bool = False, threads: int = 0) -> Output:
+def torchcodec_available() -> str | None:
+    """None when torchcodec can be used (with decoder-side transforms), else why not."""
+    try:
+        from torchcodec.decoders import VideoDecoder  # noqa: F401
+        from torchcodec.transforms import Resize  # noqa: F401
+    except ImportError as e:
+        if "torchcodec" in str(getattr(e, "name", "") or e):
+            return "peer not installed (torchcodec)"
+        return f"torchcodec not importable ({type(e).__name__}: {e})"
+    except Exception as e:  # no FFmpeg libraries, a torch mismatch...
+        return f"torchcodec not importable ({type(e).__name__}: {e})"
+    return None
+
+
+def torchcodec_read(
+    path: str | Path, indices: Sequence[int], *, threads: int = 1, seek_mode: str = "exact"
+) -> Output:
+    """torchcodec's ``VideoDecoder`` resizing while decoding, ``get_frames_at`` the targets."""
+    from torchcodec.decoders import VideoDecoder
+    from torchcodec.transforms import Resize
+
+    decoder = VideoDecoder(
+        str(path),
+        dimension_order="NHWC",
+        num_ffmpeg_threads=threads,
+        seek_mode=seek_mode,
+        transforms=[Resize((SIZE[1], SIZE[0]))],
+    )
+    return decoder.get_frames_at(list(indices)).data.numpy(), None
+
+
+class TorchcodecPool:
+    """ "Many files" as a user writes it with torchcodec: one decoder per file on a thread
+    pool with one thread per core (torchcodec releases the GIL while decoding)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __call__(self, requests: list[tuple[Path, list[int]]]) -> list[Output]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bench-torchcodec")
+        return list(self._pool.map(lambda r: torchcodec_read(r[0], r[1], threads=1), requests))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """``torch.set_num_threads(n)`` inside the block (torchcodec's fair setting: torch's
+    default intra-op threads slow its conversions down on a few cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def decode_floor(
+    path: str | Path,
+    indices: Sequence[int],
+    index: DemuxIndex,
+    convert: bool = False,
+    threads: int = 0,
+) -> Output:
     """PyAV decoding only what the targets depend on; nothing converted.
 
     Targets are grouped by the keyframe that precedes them. For each group:
@@ -283,8 +398,11 @@ def decode_floor(path: str | Path, indices: Sequence[int], index: DemuxIndex,
                     decoded += 1
                     t = want.get(frame.pts)
                     if t is not None:
-                        reached[t] = frame.to_ndarray(
-                            format="rgb24", width=SIZE[0], height=SIZE[1]) if convert else t
+                        reached[t] = (
+                            frame.to_ndarray(format="rgb24", width=SIZE[0], height=SIZE[1])
+                            if convert
+                            else t
+                        )
 
             container.seek(index.pts[key], stream=stream, backward=True, any_frame=False)
             for packet in container.demux(stream):
@@ -330,11 +448,10 @@ class FastvidMethods:
     def keyframe(self, path: str | Path, indices: Sequence[int]) -> Output:
         return self.exact(path, indices, mode="keyframe")
 
-    @staticmethod
-    def read_clips(requests: list[tuple[Path, list[int]]]) -> list[np.ndarray]:
+    def read_clips(self, requests: list[tuple[Path, list[int]]]) -> list[np.ndarray]:
         from fastvid.reader import read_clips
 
-        return read_clips(requests, size=SIZE)
+        return read_clips(requests, size=SIZE, cache_dir=self.cache_dir)
 
 
 def fastvid_available() -> str | None:
@@ -348,8 +465,9 @@ def fastvid_available() -> str | None:
 # --------------------------------------------------------------------------- verification
 
 
-def _check_frames(method: str, outputs: list[Output],
-                  requests: list[tuple[Path, list[int]]]) -> str:
+def _check_frames(
+    method: str, outputs: list[Output], requests: list[tuple[Path, list[int]]]
+) -> str:
     """Read each synthetic frame's index back; '' when all right, else a short note."""
     from fastvid.synth import frame_indices
 
@@ -364,22 +482,86 @@ def _check_frames(method: str, outputs: list[Output],
     return f"WRONG FRAMES {wrong}/{total}" if wrong else ""
 
 
+def reference_frames(path: str | Path, wanted: set[int]) -> dict[int, np.ndarray]:
+    """Frames ``wanted`` of a sequential PyAV decode (the i-th picture decoded is frame i),
+    RGB at 112x112: what real-footage frames are checked against."""
+    import av
+
+    out: dict[int, np.ndarray] = {}
+    last = max(wanted, default=-1)
+    with av.open(str(path)) as container:
+        stream = container.streams.best("video")
+        stream.thread_type = "AUTO"
+        for i, frame in enumerate(container.decode(stream)):
+            if i in wanted:
+                out[i] = frame.to_ndarray(format="rgb24", width=SIZE[0], height=SIZE[1])
+            if i >= last:
+                break
+    return out
+
+
+# A returned frame is the one asked for when it is at most this far (mean absolute
+# difference, grey levels) from the reference frame, and no neighbour is closer by
+# more than REAL_MARGIN (libraries resize a little differently; still scenes make
+# neighbours alike).
+REAL_TOLERANCE = 8.0
+REAL_MARGIN = 0.5
+
+
+def _mad(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def _check_real(
+    outputs: list[Output], expect: list[list[int]], refs: list[dict[int, np.ndarray]]
+) -> str:
+    """Real footage: each returned frame against the reference decode (see REAL_TOLERANCE)."""
+    wrong = total = 0
+    for (frames, _), want, ref in zip(outputs, expect, refs, strict=True):
+        for frame, t in zip(frames, want, strict=True):
+            total += 1
+            d = {k: _mad(frame, ref[k]) for k in (t - 1, t, t + 1) if k in ref}
+            if d[t] > REAL_TOLERANCE or any(v + REAL_MARGIN < d[t] for v in d.values()):
+                wrong += 1
+    if wrong:
+        return f"WRONG FRAMES {wrong}/{total} (vs sequential decode)"
+    return ""
+
+
+def _needed_references(requests: list[list[int]], keyframes: Sequence[int]) -> set[int]:
+    """Frames a check may compare with: each target, its nearest keyframe, their neighbours."""
+    centres = {t for ts in requests for t in ts}
+    centres |= {keyframes[_nearest(keyframes, t)] for t in set(centres)}
+    return {k for t in centres for k in (t - 1, t, t + 1) if k >= 0}
+
+
 # --------------------------------------------------------------------------- suite
 
 
 def add_arguments(parser: argparse._ActionsContainer) -> None:
     """Options of the decode suite."""
-    parser.add_argument("--decode-methods", default="all", metavar="LIST",
-                        help="comma-separated methods (exact, keyframe, read_clips, opencv-seq, "
-                             "opencv-seek, pyav, decord, floor) or all")
-    parser.add_argument("--decode-workloads", default="all", metavar="LIST",
-                        help=f"comma-separated workloads ({', '.join(WORKLOADS)}) or all")
-    parser.add_argument("--no-verify", action="store_true",
-                        help="do not check that synthetic frames carry the requested indices")
+    parser.add_argument(
+        "--decode-methods",
+        default="all",
+        metavar="LIST",
+        help="comma-separated methods (exact, keyframe, read_clips, opencv-seq, "
+        "opencv-seek, pyav, decord, torchcodec, torchcodec-approx, "
+        "torchcodec-keyframes, torchcodec-pool, floor) or all",
+    )
+    parser.add_argument(
+        "--decode-workloads",
+        default="all",
+        metavar="LIST",
+        help=f"comma-separated workloads ({', '.join(WORKLOADS)}) or all",
+    )
+    parser.add_argument(
+        "--no-verify", action="store_true", help="do not check the frames each method returned"
+    )
 
 
-def _parse_list(text: str, choices: Sequence[str], aliases: dict[str, str] | None = None,
-                what: str = "item") -> list[str]:
+def _parse_list(
+    text: str, choices: Sequence[str], aliases: dict[str, str] | None = None, what: str = "item"
+) -> list[str]:
     if text.strip() == "all":
         return list(choices)
     out = []
@@ -399,79 +581,176 @@ class _Set:
     files: list[Path]
     indexes: list[DemuxIndex]
     unit: str  # "clip": times are per file (set total / files); "call": one file
-    synthetic: bool
+    synthetic: bool  # frames carry their index (fastvid.synth); else checked against PyAV
 
 
-def _measure_set(s: _Set, workloads: list[str], methods: list[str], args: Any,
-                 fv: FastvidMethods | None, bar: Any) -> list[dict]:
+@dataclass
+class _Peers:
+    """What is installed, and the objects that live as long as the suite."""
+
+    fv: FastvidMethods | None
+    pool: TorchcodecPool
+    skip: dict[str, str | None]
+
+
+def _expected(m: str, requests: list[tuple[Path, list[int]]], s: _Set) -> list[list[int]]:
+    """The frames method ``m`` should return: the targets, or (keyframe methods) the
+    nearest keyframe of each."""
+    if m in ("fastvid keyframe", "torchcodec keyframes"):
+        return [
+            [ix.keyframes[_nearest(ix.keyframes, t)] for t in i]
+            for (_, i), ix in zip(requests, s.indexes, strict=True)
+        ]
+    return [i for _, i in requests]
+
+
+def _verify(
+    m: str,
+    outputs: list[Output],
+    requests: list[tuple[Path, list[int]]],
+    s: _Set,
+    refs: list[dict[int, np.ndarray]] | None,
+) -> str:
+    """A note when ``m`` returned wrong frames ('' when right or not checkable)."""
+    if m == "decode floor":  # returns the indices it reached
+        return _check_frames(m, outputs, requests)
+    expect = _expected(m, requests, s)
+    if s.synthetic:
+        if m in ("fastvid keyframe", "torchcodec keyframes"):
+            return _check_keyframes(outputs, expect, [set(ix.keyframes) for ix in s.indexes])
+        return _check_frames(m, outputs, requests)
+    if refs is None:
+        return ""
+    return _check_real(outputs, expect, refs)
+
+
+_NOTES = {
+    "fastvid keyframe": "returns the nearest keyframes",
+    "fastvid read_clips": "whole set in one call (thread pool)",
+    "torchcodec approximate": "seek_mode='approximate': no scan on open, exact targets",
+    "torchcodec keyframes": "asked for the nearest keyframes (approximate mode)",
+    "torchcodec thread pool": "one decoder per file, a thread per core",
+}
+
+
+def _measure_set(
+    s: _Set, workloads: list[str], methods: list[str], args: Any, peers: _Peers, bar: Any
+) -> list[dict]:
     rows: list[dict] = []
-    skip_reason = {
-        "decord": decord_available(),
-        **dict.fromkeys(("fastvid exact", "fastvid keyframe", "fastvid read_clips"),
-                        fastvid_available()),
-    }
     nfiles = len(s.files)
-    if fv is not None:
-        fv.warm(s.files)  # index built (and files read) once, untimed, like the floor's
+    if peers.fv is not None:
+        peers.fv.warm(s.files)  # index built (and files read) once, untimed, like the floor's
+    plan: dict[str, list[tuple[Path, list[int]]]] = {}
+    for w in workloads:
+        rng = np.random.default_rng(SEED)
+        plan[w] = [
+            (p, workload_indices(w, ix.num_frames, rng))
+            for p, ix in zip(s.files, s.indexes, strict=True)
+        ]
+    refs: list[dict[int, np.ndarray]] | None = None
+    if not s.synthetic and not args.no_verify:
+        bar.set_postfix_str(f"{s.label}: reference decode")
+        refs = [
+            reference_frames(
+                p, _needed_references([plan[w][k][1] for w in workloads], ix.keyframes)
+            )
+            for k, (p, ix) in enumerate(zip(s.files, s.indexes, strict=True))
+        ]
     for w in workloads:
         group = f"{s.label}: {WORKLOADS[w]}"
-        rng = np.random.default_rng(SEED)
-        requests = [(p, workload_indices(w, ix.num_frames, rng))
-                    for p, ix in zip(s.files, s.indexes, strict=True)]
+        requests = plan[w]
         returned = sum(len(i) for _, i in requests)
         exact_decoded: int | None = None
+        tc_best = 1  # num_ffmpeg_threads of torchcodec's faster setting, once measured
+        tc_skip_shown = False  # one skipped row stands for the whole torchcodec family
         for m in methods:
             bar.set_postfix_str(f"{s.label} {w} {m}")
             kw: dict[str, Any] = {"unit": s.unit, "frames_returned": returned}
-            if m == "fastvid read_clips" and nfiles < 2 and s.unit == "call":
+            if m in SET_METHODS and nfiles < 2 and s.unit == "call":
                 bar.update()
-                continue  # one file: read_clips is fastvid exact plus a pool
-            if skip_reason.get(m):
-                rows.append(common.Result(SUITE, group, m, skipped=skip_reason[m], **kw).to_dict())
+                continue  # one file: nothing to pool
+            why = peers.skip.get(m)
+            if why:
+                if not (m in TORCHCODEC and tc_skip_shown):
+                    name = "torchcodec" if m in TORCHCODEC else m
+                    rows.append(common.Result(SUITE, group, name, skipped=why, **kw).to_dict())
+                tc_skip_shown = tc_skip_shown or m in TORCHCODEC
                 bar.update()
                 continue
-            # the floor is the faster of single-threaded and FFmpeg-threaded decoding:
-            # which one wins depends on picture size, codec and cores
-            variants = ([("1 thread", 1), ("FFmpeg threads", 0)] if m == "decode floor"
-                        else [("", None)])
+            variants = _variants(m, tc_best)
+            measured = []
             try:
-                measured = [(label, common.measure(_make_call(m, fv, s, requests, threads),
-                                                   repeats=args.repeats, warmup=args.warmup))
-                            for label, threads in variants]
-                variant, timing = min(measured, key=lambda lt: lt[1].median)
+                with torch_threads(1) if m in TORCHCODEC else contextlib.nullcontext():
+                    for label, threads in variants:
+                        call = _make_call(m, peers, s, requests, threads)
+                        measured.append(
+                            (
+                                label,
+                                threads,
+                                common.measure(call, repeats=args.repeats, warmup=args.warmup),
+                            )
+                        )
             except Exception as e:  # one method failing must not hide the others
                 log.warning("%s on %s failed: %s", m, group, e)
-                rows.append(common.Result(SUITE, group, m, skipped=f"failed: {e}", **kw)
-                            .to_dict())
+                rows.append(common.Result(SUITE, group, m, skipped=f"failed: {e}", **kw).to_dict())
                 bar.update()
                 continue
-            outputs = timing.value
-            decoded, estimated = _decoded(m, outputs, requests, s, exact_decoded)
-            if m == "fastvid exact":
-                exact_decoded = decoded
-            note = ""
-            if s.synthetic and not args.no_verify:
-                expect = None
-                if m == "fastvid keyframe":
-                    expect = [[ix.keyframes[_nearest(ix.keyframes, t)] for t in i]
-                              for (_, i), ix in zip(requests, s.indexes, strict=True)]
-                    note = _check_keyframes(outputs, expect,
-                                            [set(ix.keyframes) for ix in s.indexes])
+            best = min(measured, key=lambda v: v[2].median)
+            if m == "torchcodec":
+                tc_best = best[1]
+            # the floor shows its faster variant only; torchcodec shows both settings
+            shown = measured if m == "torchcodec" else [best]
+            for label, _threads, timing in shown:
+                outputs = timing.value
+                decoded, estimated = _decoded(m, outputs, requests, s, exact_decoded)
+                if m == "fastvid exact":
+                    exact_decoded = decoded
+                note = "" if args.no_verify else _verify(m, outputs, requests, s, refs)
+                name = m
+                if m == "torchcodec":
+                    name = f"torchcodec {label}"
+                    note = note or ("best setting" if label == best[0] else "")
+                elif m == "decode floor":
+                    note = note or f"best: {label}"
+                elif m == "decord":
+                    note = note or decord_flavour()
                 else:
-                    note = _check_frames(m, outputs, requests)
-            if m == "fastvid keyframe":
-                note = note or "returns the nearest keyframes"
-            if m == "fastvid read_clips":
-                note = note or "whole set in one call (thread pool)"
-            if m == "decode floor":
-                note = note or f"best: {variant}"
-            scale = nfiles if s.unit == "clip" else 1
-            rows.append(common.Result(
-                SUITE, group, m, timing.median / scale, timing.best / scale, len(timing.times),
-                frames_decoded=decoded, decoded_estimated=estimated,
-                reference=(m == "fastvid exact"), note=note, **kw).to_dict())
+                    note = note or _NOTES.get(m, "")
+                scale = nfiles if s.unit == "clip" else 1
+                extra: dict[str, Any] = {}
+                if m == "torchcodec" and label == best[0]:
+                    extra["best_setting"] = True
+                if m == "decode floor":  # every variant's median (per unit), for the targets
+                    extra["variants_s"] = {lb: t.median / scale for lb, _, t in measured}
+                rows.append(
+                    common.Result(
+                        SUITE,
+                        group,
+                        name,
+                        timing.median / scale,
+                        timing.best / scale,
+                        len(timing.times),
+                        frames_decoded=decoded,
+                        decoded_estimated=estimated,
+                        reference=(m == "fastvid exact"),
+                        note=note,
+                        extra=extra,
+                        **kw,
+                    ).to_dict()
+                )
             bar.update()
     return rows
+
+
+def _variants(m: str, tc_best: int) -> list[tuple[str, int | None]]:
+    """(label, threads) settings to time ``m`` at."""
+    if m == "decode floor":  # which one wins depends on picture size, codec and cores
+        return [("1 thread", 1), ("FFmpeg threads", 0)]
+    if m == "torchcodec":
+        return list(TORCHCODEC_SETTINGS)
+    if m in ("torchcodec approximate", "torchcodec keyframes"):
+        return [(f"num_ffmpeg_threads={tc_best}", tc_best)]
+    return [("", None)]
 
 
 def _nearest(keyframes: Sequence[int], t: int) -> int:
@@ -484,8 +763,9 @@ def _nearest(keyframes: Sequence[int], t: int) -> int:
     return k if keyframes[k] - t < t - keyframes[k - 1] else k - 1
 
 
-def _check_keyframes(outputs: list[Output], expect: list[list[int]],
-                     keyframes: list[set[int]]) -> str:
+def _check_keyframes(
+    outputs: list[Output], expect: list[list[int]], keyframes: list[set[int]]
+) -> str:
     """Keyframe mode: every returned frame must be a keyframe; say if not the nearest."""
     from fastvid.synth import frame_indices
 
@@ -500,19 +780,35 @@ def _check_keyframes(outputs: list[Output], expect: list[list[int]],
     return f"{not_nearest}/{total} not the nearest keyframe" if not_nearest else ""
 
 
-def _make_call(m: str, fv: FastvidMethods | None, s: _Set,
-               requests: list[tuple[Path, list[int]]],
-               threads: int | None = None) -> Callable[[], list[Output]]:
+def _make_call(
+    m: str,
+    peers: _Peers,
+    s: _Set,
+    requests: list[tuple[Path, list[int]]],
+    threads: int | None = None,
+) -> Callable[[], list[Output]]:
     """One timed unit of work: method ``m`` over every request of the set."""
+    fv = peers.fv
     if m == "fastvid read_clips":
         assert fv is not None
         return lambda: [(a, None) for a in fv.read_clips(requests)]
+    if m == "torchcodec thread pool":
+        return lambda: peers.pool(requests)
+    if m == "torchcodec keyframes":
+        keys = _expected(m, requests, s)
+        t = 1 if threads is None else threads
+        return lambda: [
+            torchcodec_read(p, k, threads=t, seek_mode="approximate")
+            for (p, _), k in zip(requests, keys, strict=True)
+        ]
     fn = _per_file_method(m, fv, threads)
     return lambda: [fn(p, i, ix) for (p, i), ix in zip(requests, s.indexes, strict=True)]
 
 
-def _per_file_method(m: str, fv: FastvidMethods | None,
-                     threads: int | None = None) -> Callable[..., Output]:
+def _per_file_method(
+    m: str, fv: FastvidMethods | None, threads: int | None = None
+) -> Callable[..., Output]:
+    t = 0 if threads is None else threads
     if m == "fastvid exact":
         assert fv is not None
         return lambda p, i, ix: fv.exact(p, i)
@@ -527,17 +823,27 @@ def _per_file_method(m: str, fv: FastvidMethods | None,
         return lambda p, i, ix: pyav_decode_all(p, i)
     if m == "decord":
         return lambda p, i, ix: decord_read(p, i)
+    if m == "torchcodec":
+        return lambda p, i, ix: torchcodec_read(p, i, threads=t)
+    if m == "torchcodec approximate":
+        return lambda p, i, ix: torchcodec_read(p, i, threads=t, seek_mode="approximate")
     if m == "decode floor":
-        return lambda p, i, ix: decode_floor(p, i, ix, threads=0 if threads is None else threads)
-    return lambda p, i, ix: (_ for _ in ()).throw(ValueError(m))  # read_clips: not per file
+        return lambda p, i, ix: decode_floor(p, i, ix, threads=t)
+    raise ValueError(f"{m} is not a per-file method")
 
 
-def _decoded(m: str, outputs: list[Output], requests: list[tuple[Path, list[int]]], s: _Set,
-             exact_decoded: int | None) -> tuple[int | None, bool]:
+def _decoded(
+    m: str,
+    outputs: list[Output],
+    requests: list[tuple[Path, list[int]]],
+    s: _Set,
+    exact_decoded: int | None,
+) -> tuple[int | None, bool]:
     """Frames decoded by the last timed call, and whether the number is an estimate."""
     if m == "opencv seek":
-        return sum(opencv_seek_estimate(ix, i)
-                   for (_, i), ix in zip(requests, s.indexes, strict=True)), True
+        return sum(
+            opencv_seek_estimate(ix, i) for (_, i), ix in zip(requests, s.indexes, strict=True)
+        ), True
     if m == "fastvid read_clips":
         # same reader code as `fastvid exact`, which counts; read_clips does not report
         return exact_decoded, True
@@ -547,67 +853,227 @@ def _decoded(m: str, outputs: list[Output], requests: list[tuple[Path, list[int]
     return sum(counts), False
 
 
-def _targets(rows: list[dict], short_label: str | None, long_label: str | None) -> list[dict]:
+# --------------------------------------------------------------------------- targets
+
+
+def _best_torchcodec(rows: list[dict], group: str) -> dict | None:
+    timed = [
+        r
+        for r in rows
+        if r.get("kind") == "result"
+        and r.get("group") == group
+        and str(r.get("method", "")).startswith("torchcodec num_ffmpeg_threads")
+        and r.get("median_s") is not None
+    ]
+    return min(timed, key=lambda r: r["median_s"], default=None)
+
+
+def _ratio(slow: dict | None, fast: dict | None) -> float | None:
+    if slow is None or fast is None or not fast.get("median_s"):
+        return None
+    return slow["median_s"] / fast["median_s"]
+
+
+def _target(
+    name: str,
+    measured: float | None,
+    required: float,
+    detail: str,
+    comparison: str = ">=",
+    peer_missing: str | None = None,
+) -> dict:
+    """A target row; ``peer_missing`` (why a peer is absent) replaces a verdict."""
+    unavailable = ""
+    if measured is None and peer_missing:
+        unavailable = "peer not installed" if "not installed" in peer_missing else peer_missing
+    return common.Target(SUITE, name, measured, required, comparison, detail, unavailable).to_dict()
+
+
+def _targets(
+    rows: list[dict],
+    short_label: str | None,
+    long_label: str | None,
+    skip: dict[str, str | None],
+    cores: int,
+) -> list[dict]:
+    """The issue's goals, measured on the ``uniform16`` workload."""
     out = []
     uni = WORKLOADS["uniform16"]
+    tc_missing = skip.get("torchcodec")
+    detail = "16 uniform frames @112x112"
     if short_label:
         g = f"{short_label}: {uni}"
-        out.append(common.Target(
-            SUITE, f"{short_label}: read_clips vs OpenCV sequential (x faster)",
-            common.speedup(rows, g, "opencv sequential", "fastvid read_clips"), 1.4,
-            detail="16 uniform frames @112x112, whole set").to_dict())
-        out.append(common.Target(
-            SUITE, f"{short_label}: VideoReader one file at a time / decode floor",
-            common.speedup(rows, g, "fastvid exact", "decode floor"), 1.15, comparison="<=",
-            detail="time ratio, 16 uniform frames @112x112").to_dict())
+        find = {m: common.find(rows, group=g, method=m) for m in METHODS}
+        read_clips, floor = find["fastvid read_clips"], find["decode floor"]
+        out.append(
+            _target(
+                f"{short_label}: read_clips vs OpenCV sequential (x faster)",
+                _ratio(find["opencv sequential"], read_clips),
+                1.4,
+                f"{detail}, whole set",
+            )
+        )
+        out.append(
+            _target(
+                f"{short_label}: read_clips vs torchcodec thread pool (x faster)",
+                _ratio(find["torchcodec thread pool"], read_clips),
+                1.5,
+                f"{detail}, whole set",
+                peer_missing=tc_missing,
+            )
+        )
+        per_core = None
+        if read_clips is not None and floor is not None:
+            # the work of one decoder spread over the cores: the single-threaded floor
+            single = floor.get("extra", {}).get("variants_s", {}).get("1 thread")
+            single = single or floor["median_s"]
+            per_core = read_clips["median_s"] / (single / cores)
+        out.append(
+            _target(
+                f"{short_label}: read_clips / (decode floor / {cores} cores)",
+                per_core,
+                1.15,
+                f"time ratio, {detail}, floor on 1 thread",
+                comparison="<=",
+            )
+        )
+        out.append(
+            _target(
+                f"{short_label}: VideoReader one file at a time / decode floor",
+                _ratio(find["fastvid exact"], floor),
+                1.10,
+                f"time ratio, {detail}",
+                comparison="<=",
+            )
+        )
     if long_label:
         g = f"{long_label}: {uni}"
-        out.append(common.Target(
-            SUITE, f"{long_label}: exact vs OpenCV seek (x faster)",
-            common.speedup(rows, g, "opencv seek", "fastvid exact"), 1.5,
-            detail="16 uniform frames @112x112").to_dict())
-        out.append(common.Target(
-            SUITE, f"{long_label}: exact vs decord (x faster)",
-            common.speedup(rows, g, "decord", "fastvid exact"), 1.2,
-            detail="16 uniform frames @112x112").to_dict())
-        out.append(common.Target(
-            SUITE, f"{long_label}: keyframe vs exact (x faster)",
-            common.speedup(rows, g, "fastvid exact", "fastvid keyframe"), 10.0,
-            detail="16 uniform frames @112x112").to_dict())
+        find = {m: common.find(rows, group=g, method=m) for m in METHODS}
+        exact = find["fastvid exact"]
+        out.append(
+            _target(
+                f"{long_label}: exact vs OpenCV seek (x faster)",
+                _ratio(find["opencv seek"], exact),
+                1.5,
+                detail,
+            )
+        )
+        tc = _best_torchcodec(rows, g)
+        tc_detail = detail + (f", torchcodec {tc['method'].split(' ', 1)[1]}" if tc else "")
+        out.append(
+            _target(
+                f"{long_label}: exact vs torchcodec's best setting (x faster)",
+                _ratio(tc, exact),
+                2.0,
+                tc_detail,
+                peer_missing=tc_missing,
+            )
+        )
+        out.append(
+            _target(
+                f"{long_label}: exact vs decord (x faster)",
+                _ratio(find["decord"], exact),
+                2.0,
+                detail,
+                peer_missing=skip.get("decord"),
+            )
+        )
+        out.append(
+            _target(
+                f"{long_label}: keyframe vs exact (x faster)",
+                _ratio(exact, find["fastvid keyframe"]),
+                15.0,
+                detail,
+            )
+        )
     return out
+
+
+# --------------------------------------------------------------------------- run
 
 
 def run(args: Any) -> list[dict]:
     """Measure every method on every workload; rows for the table, then targets."""
     methods = _parse_list(getattr(args, "decode_methods", "all"), METHODS, _ALIASES, "method")
-    workloads = _parse_list(getattr(args, "decode_workloads", "all"), list(WORKLOADS),
-                            what="workload")
+    workloads = _parse_list(
+        getattr(args, "decode_workloads", "all"), list(WORKLOADS), what="workload"
+    )
     given = bool(getattr(args, "files", None))
+    real = not given and footage.footage_choice(args).folder is not None
     sets: list[_Set] = []
-    short = common.short_clips(args)
+    notes: list[str] = []
+    short = footage.short_clips(args)
+    real = real and not getattr(args, "footage_fallback", None)
     if short:
         short_label = "given files" if given else "short clips"
         spec = common.QUICK_SHORT_SPEC if args.quick else common.SHORT_SPEC
-        desc = f"{len(short)} files" if given else f"{len(short)} clips, {spec.describe()}"
-        sets.append(_Set(short_label, short, [demux_index(p) for p in short], "clip", not given))
-    long = common.long_clip(args)
+        origin = "cut from real footage" if real else "synthetic"
+        desc = f"{len(short)} files" if given else f"{len(short)} clips {origin}, {spec.describe()}"
+        sets.append(
+            _Set(
+                short_label,
+                short,
+                [demux_index(p) for p in short],
+                "clip",
+                synthetic=not given and not real,
+            )
+        )
+        notes.append(f"{short_label}: {desc}")
+    long = footage.long_clip(args)
+    real = real and not getattr(args, "footage_fallback", None)
     long_label = None
     if long is not None:
-        synthetic = getattr(args, "long", None) is None
+        own = getattr(args, "long", None) is not None
         ix = demux_index(long)
         long_label = "long clip"
-        sets.append(_Set(long_label, [long], [ix], "call", synthetic))
-        desc_long = f"{long.name}: {ix.num_frames} frames, {len(ix.keyframes)} keyframes"
-    rows: list[dict] = []
-    for s in sets:
-        what = desc if s.unit == "clip" else desc_long
-        rows.append({"kind": "note", "suite": SUITE, "text": f"{s.label}: {what}"})
+        sets.append(_Set(long_label, [long], [ix], "call", synthetic=not own and not real))
+        origin = "your file" if own else ("cut from real footage" if real else "synthetic")
+        notes.append(
+            f"{long_label}: {long.name} ({origin}): {ix.num_frames} frames, "
+            f"{len(ix.keyframes)} keyframes"
+        )
+    rows: list[dict] = [{"kind": "note", "suite": SUITE, "text": n} for n in notes]
+    if any(m.startswith("decord") for m in methods) and decord_available() is None:
+        rows.append({"kind": "note", "suite": SUITE, "text": f"decord: {decord_flavour()}"})
+    tc_why = torchcodec_available() if any(m in TORCHCODEC for m in methods) else None
+    if any(m in TORCHCODEC for m in methods) and tc_why is None:
+        rows.append(
+            {
+                "kind": "note",
+                "suite": SUITE,
+                "text": f"torchcodec {common._version('torchcodec')} (torch "
+                f"{common._version('torch')}): decoder-side Resize, NHWC, "
+                f"torch.set_num_threads(1) while timing",
+            }
+        )
+    cores = common.usable_cores()
+    skip = {
+        "decord": decord_available(),
+        **dict.fromkeys(TORCHCODEC, tc_why),
+        **dict.fromkeys(
+            ("fastvid exact", "fastvid keyframe", "fastvid read_clips"), fastvid_available()
+        ),
+    }
     with tempfile.TemporaryDirectory(prefix="fastvid-bench-index-") as cache:
-        fv = FastvidMethods(Path(cache)) if fastvid_available() is None else None
-        total = sum(len(workloads) * len(methods) for _ in sets)
-        with common.progress(total=total, desc="decode", unit="method") as bar:
-            for s in sets:
-                rows.extend(_measure_set(s, workloads, methods, args, fv, bar))
-    rows.extend(_targets(rows, sets[0].label if sets and sets[0].unit == "clip" else None,
-                         long_label))
+        peers = _Peers(
+            FastvidMethods(Path(cache)) if fastvid_available() is None else None,
+            TorchcodecPool(cores),
+            skip,
+        )
+        try:
+            total = sum(len(workloads) * len(methods) for _ in sets)
+            with common.progress(total=total, desc="decode", unit="method") as bar:
+                for s in sets:
+                    rows.extend(_measure_set(s, workloads, methods, args, peers, bar))
+        finally:
+            peers.pool.close()
+    rows.extend(
+        _targets(
+            rows,
+            sets[0].label if sets and sets[0].unit == "clip" else None,
+            long_label,
+            skip,
+            cores,
+        )
+    )
     return rows

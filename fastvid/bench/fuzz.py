@@ -89,8 +89,16 @@ HANG = "hang"
 HARNESS_ERROR = "harness_error"
 
 OUTCOMES = (
-    OK, VIDEOERROR, INDEX_ERROR, COUNT_MISMATCH, RESIZED,  # legitimate, or not a broken promise
-    FRAMES_LOST, WRONG_FRAME, OTHER_EXCEPTION, CRASH, HANG,  # violations
+    OK,
+    VIDEOERROR,
+    INDEX_ERROR,
+    COUNT_MISMATCH,
+    RESIZED,  # legitimate, or not a broken promise
+    FRAMES_LOST,
+    WRONG_FRAME,
+    OTHER_EXCEPTION,
+    CRASH,
+    HANG,  # violations
     HARNESS_ERROR,
 )
 VIOLATIONS = frozenset({FRAMES_LOST, WRONG_FRAME, OTHER_EXCEPTION, CRASH, HANG})
@@ -409,7 +417,9 @@ def case_from_spec(
     if expected is not None and int(expected) != source.size:
         log.warning(
             "%s is %d bytes, the spec was made from %d: the case may not reproduce",
-            source.name, source.size, expected,
+            source.name,
+            source.size,
+            expected,
         )
     return Case(source, dict(spec["mutation"]), int(spec["seed"]))
 
@@ -599,8 +609,12 @@ def evaluate(
     t0 = time.perf_counter()
     ref = reference_decode(path)
     times["reference"] = time.perf_counter() - t0
-    rec.update(ref_digests=ref.digests, ref_stop=ref.stop, ref_decode_errors=ref.decode_errors,
-               ref_shapes=sorted(ref.shapes))
+    rec.update(
+        ref_digests=ref.digests,
+        ref_stop=ref.stop,
+        ref_decode_errors=ref.decode_errors,
+        ref_shapes=sorted(ref.shapes),
+    )
 
     def keep_if_wrong(call: str, i: int, picture: np.ndarray, d: str) -> None:
         if keep is None or i >= len(ref.digests) or d == ref.digests[i]:
@@ -689,8 +703,13 @@ def _run_job(job: Mapping[str, Any]) -> int:
         if selftest == "crash":
             os.kill(os.getpid(), signal.SIGSEGV)
         time.sleep(3600)
-    record = evaluate(job["path"], int(job["seed"]), int(job["singles"]), phase=phase,
-                      verify=bool(job.get("verify")))
+    record = evaluate(
+        job["path"],
+        int(job["seed"]),
+        int(job["singles"]),
+        phase=phase,
+        verify=bool(job.get("verify")),
+    )
     phase("done")
     out = Path(job["result"])
     tmp = out.with_name(out.name + ".tmp")
@@ -1092,7 +1111,9 @@ def _child_env() -> dict[str, str]:
 
 
 def _last_phase(stderr: str) -> str:
-    phases = [ln[len(_PHASE_PREFIX):] for ln in stderr.splitlines() if ln.startswith(_PHASE_PREFIX)]
+    phases = [
+        ln[len(_PHASE_PREFIX) :] for ln in stderr.splitlines() if ln.startswith(_PHASE_PREFIX)
+    ]
     return phases[-1] if phases else "start"
 
 
@@ -1315,15 +1336,20 @@ def run_fuzz(
     a long real clip that takes 10 s to check when intact is not hanging at 30 s.
     """
     sources = list(sources)
-    clean = run_cases(clean_cases(sources, seed), jobs, timeout, options=options,
-                      progress=progress)
+    clean = run_cases(clean_cases(sources, seed), jobs, timeout, options=options, progress=progress)
     timeouts = {
         r.case.source.name: round(max(timeout, slow_factor * r.elapsed), 1)
         for r in clean.results
         if r.outcome != HANG
     }
-    fuzz = run_cases(make_cases(sources, cases, seed, kinds), jobs, timeout,
-                     timeouts=timeouts, options=options, progress=progress)
+    fuzz = run_cases(
+        make_cases(sources, cases, seed, kinds),
+        jobs,
+        timeout,
+        timeouts=timeouts,
+        options=options,
+        progress=progress,
+    )
     return FuzzRun(sources, clean, fuzz, timeouts, seed)
 
 
@@ -1340,8 +1366,9 @@ def _table(title: str, rows: Mapping[str, Counter[str]]) -> list[str]:
     header = [title, *columns, "total"]
     body = []
     for name, counts in [*rows.items(), ("all", present)]:
-        body.append([name, *(str(counts.get(c, 0) or "") for c in columns),
-                     str(sum(counts.values()))])
+        body.append(
+            [name, *(str(counts.get(c, 0) or "") for c in columns), str(sum(counts.values()))]
+        )
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
@@ -1404,8 +1431,10 @@ def signature(result: CaseResult) -> str:
 
 def render_run(run: FuzzRun) -> str:
     """The text report of a run: clean check, outcome tables, every failing case."""
-    lines = [f"fastvid fuzz: seed {run.seed}, {len(run.sources)} sources, "
-             f"{len(run.fuzz.results)} mutated cases in {run.fuzz.wall:.0f} s"]
+    lines = [
+        f"fastvid fuzz: seed {run.seed}, {len(run.sources)} sources, "
+        f"{len(run.fuzz.results)} mutated cases in {run.fuzz.wall:.0f} s"
+    ]
     lines += ["", "== clean sources (no mutation) against the sequential PyAV reference"]
     mismatches = run.clean_mismatches()
     ok = [r.case.source.name for r in run.clean.results if r.outcome == OK]
@@ -1459,7 +1488,11 @@ def replay(
         t0 = time.perf_counter()
         kept: dict[tuple[str, int], np.ndarray] = {}
         record = evaluate(
-            video, case.seed, singles, phase=lambda s: log.info("phase: %s", s), keep=kept,
+            video,
+            case.seed,
+            singles,
+            phase=lambda s: log.info("phase: %s", s),
+            keep=kept,
             verify=verify,
         )
         outcome, detail = classify(record)

@@ -94,8 +94,9 @@ class _ReadStats:
         self.frames_returned = 0
 
 
-def count_frames(path: str, force_no_headers: bool = False, *, cap: Any = None,
-                 stats: _ReadStats | None = None) -> int:
+def count_frames(
+    path: str, force_no_headers: bool = False, *, cap: Any = None, stats: _ReadStats | None = None
+) -> int:
     """Frame count as the original found it: the header, or a full read if asked or negative.
 
     ``cap`` is an open ``cv2.VideoCapture`` of ``path`` to ask for the header
@@ -362,9 +363,14 @@ class KvgVideoFrameGenerator(keras.utils.PyDataset):
             frames = self._cache.get(video)
             if frames is None:
                 frames = read_clip(
-                    video, self.nbframe, self.target_shape, nb_channel=self.nb_channel,
-                    rescale=self.rescale, use_headers=self.use_video_header,
-                    stats=self.stats, _counts=self._counts,
+                    video,
+                    self.nbframe,
+                    self.target_shape,
+                    nb_channel=self.nb_channel,
+                    rescale=self.rescale,
+                    use_headers=self.use_video_header,
+                    stats=self.stats,
+                    _counts=self._counts,
                 )
                 if frames is None:
                     continue  # the original's way: the batch shrinks

@@ -101,8 +101,13 @@ def naive_prepare_warp(clips, size, matrices, rescale: float = 1 / 255):
         for frame in clip:
             x = cv2.resize(frame, size)
             x = cv2.cvtColor(x, cv2.COLOR_BGR2RGB)
-            x = cv2.warpAffine(x, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderMode=cv2.BORDER_REPLICATE)
+            x = cv2.warpAffine(
+                x,
+                m,
+                size,
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
             frames.append(np.asarray(x, dtype=np.float32) * rescale)
         batch.append(np.array(frames))
     return np.array(batch)
@@ -122,9 +127,13 @@ def keras_augmenter() -> Any:
     except Exception as exc:  # Keras/TensorFlow/SciPy missing or broken
         log.info("keras ImageDataGenerator unavailable: %s", exc)
         return None
-    return ImageDataGenerator(horizontal_flip=True, rotation_range=AUGMENT["rotation"],
-                              zoom_range=AUGMENT["zoom"], width_shift_range=AUGMENT["shift"],
-                              height_shift_range=AUGMENT["shift"])
+    return ImageDataGenerator(
+        horizontal_flip=True,
+        rotation_range=AUGMENT["rotation"],
+        zoom_range=AUGMENT["zoom"],
+        width_shift_range=AUGMENT["shift"],
+        height_shift_range=AUGMENT["shift"],
+    )
 
 
 def naive_prepare_keras(clips, size, augmenter, rescale: float = 1 / 255):
@@ -153,8 +162,9 @@ def _kvg_absdiff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _kvg_flow_rgb(a, b, levels: int = 3, winsize: int = 15, iterations: int = 3):
     hsv = np.zeros_like(a)
     hsv[..., 1] = 255
-    flow = cv2.calcOpticalFlowFarneback(_kvg_gray(a), _kvg_gray(b), None, 0.5, levels,
-                                        winsize, iterations, 5, 1.1, 0)
+    flow = cv2.calcOpticalFlowFarneback(
+        _kvg_gray(a), _kvg_gray(b), None, 0.5, levels, winsize, iterations, 5, 1.1, 0
+    )
     mag, ang = cv2.cartToPolar(flow[..., 0], flow[..., 1])
     hsv[..., 0] = ang * 180 / np.pi / 2
     hsv[..., 2] = cv2.normalize(mag, None, 0, 255, cv2.NORM_MINMAX)
@@ -200,8 +210,9 @@ def naive_motion(frames: np.ndarray, method: Any, algorithm: str = "farneback") 
                     out.append(flow)
                     continue
                 mag, ang = cv2.cartToPolar(flow[..., 0], flow[..., 1], angleInDegrees=True)
-                hsv = np.dstack([ang, np.ones_like(mag), cv2.normalize(mag, None, 0, 1,
-                                                                        cv2.NORM_MINMAX)])
+                hsv = np.dstack(
+                    [ang, np.ones_like(mag), cv2.normalize(mag, None, 0, 1, cv2.NORM_MINMAX)]
+                )
                 out.append(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB))
                 continue
             out.append(np.asarray(_KVG_PAIR[method](a, b), dtype=np.float32))
@@ -248,15 +259,31 @@ def _synced(fn: Callable[[], Any]) -> Callable[[], Any]:
     return call
 
 
-def _row(group: str, method: str, fn: Callable[[], Any], frames: int, args: Any,
-         *, reference: bool = False, note: str = "", size: int = 0,
-         case: str = "") -> dict:
+def _row(
+    group: str,
+    method: str,
+    fn: Callable[[], Any],
+    frames: int,
+    args: Any,
+    *,
+    reference: bool = False,
+    note: str = "",
+    size: int = 0,
+    case: str = "",
+) -> dict:
     t = common.measure(fn, repeats=args.repeats, warmup=args.warmup)
     fps = frames / t.median if t.median > 0 else float("inf")
     extra = {"frames": frames, "frames_per_s": fps, "size": f"{size}x{size}", "case": case}
-    r = common.Result.from_timing(SUITE, group, method, t, unit="batch", reference=reference,
-                                  note=(f"{fps:,.0f} frames/s" + (f"; {note}" if note else "")),
-                                  extra=extra).to_dict()
+    r = common.Result.from_timing(
+        SUITE,
+        group,
+        method,
+        t,
+        unit="batch",
+        reference=reference,
+        note=(f"{fps:,.0f} frames/s" + (f"; {note}" if note else "")),
+        extra=extra,
+    ).to_dict()
     r["frames_per_s"] = fps
     return r
 
@@ -277,16 +304,30 @@ def _cores() -> int:
 
 def add_arguments(parser: argparse._ActionsContainer) -> None:
     """The suite's options (prefixed, so they never clash with another suite's)."""
-    parser.add_argument("--process-sizes", default=",".join(map(str, SIZES)),
-                        help="output sizes (square), comma-separated (default 112,224)")
-    parser.add_argument("--process-batch", type=int, default=None,
-                        help="sequences per batch (default 8, --quick 2)")
-    parser.add_argument("--process-frames", type=int, default=None,
-                        help="frames per sequence (default 16, --quick 4)")
-    parser.add_argument("--process-no-keras", action="store_true",
-                        help="skip the keras ImageDataGenerator row (importing Keras is slow)")
-    parser.add_argument("--process-motion", default="all",
-                        help=f"motion cases: {','.join(MOTION_CASES)}, all or none")
+    parser.add_argument(
+        "--process-sizes",
+        default=",".join(map(str, SIZES)),
+        help="output sizes (square), comma-separated (default 112,224)",
+    )
+    parser.add_argument(
+        "--process-batch", type=int, default=None, help="sequences per batch (default 8, --quick 2)"
+    )
+    parser.add_argument(
+        "--process-frames",
+        type=int,
+        default=None,
+        help="frames per sequence (default 16, --quick 4)",
+    )
+    parser.add_argument(
+        "--process-no-keras",
+        action="store_true",
+        help="skip the keras ImageDataGenerator row (importing Keras is slow)",
+    )
+    parser.add_argument(
+        "--process-motion",
+        default="all",
+        help=f"motion cases: {','.join(MOTION_CASES)}, all or none",
+    )
 
 
 def _sizes(args: Any) -> list[int]:
@@ -315,23 +356,72 @@ def _prepare_rows(clips, yuv, size: int, args: Any, cuda_why: str | None) -> lis
     rows = []
     kw = dict(size=size, case="prepare")
     g = f"prepare rgb @{size}x{size}"
-    rows.append(_row(g, "fastvid cpu", lambda: ops.prepare(clips, size=dst, device="cpu"),
-                     frames, args, reference=True, note=f"{_cores()} threads", **kw))
+    rows.append(
+        _row(
+            g,
+            "fastvid cpu",
+            lambda: ops.prepare(clips, size=dst, device="cpu"),
+            frames,
+            args,
+            reference=True,
+            note=f"{_cores()} threads",
+            **kw,
+        )
+    )
     with single_thread():
-        rows.append(_row(g, "fastvid cpu 1 thread",
-                         lambda: ops.prepare(clips, size=dst, device="cpu"), frames, args, **kw))
-    rows.append(_row(g, "fastvid cpu, I420 input",
-                     lambda: ops.prepare(yuv, size=dst, input_format="yuv420p", device="cpu"),
-                     frames, args, **kw))
-    rows.append(_row(g, "naive per-frame (keras-video-generators)",
-                     lambda: naive_prepare(clips, dst), frames, args, **kw))
+        rows.append(
+            _row(
+                g,
+                "fastvid cpu 1 thread",
+                lambda: ops.prepare(clips, size=dst, device="cpu"),
+                frames,
+                args,
+                **kw,
+            )
+        )
+    rows.append(
+        _row(
+            g,
+            "fastvid cpu, I420 input",
+            lambda: ops.prepare(yuv, size=dst, input_format="yuv420p", device="cpu"),
+            frames,
+            args,
+            **kw,
+        )
+    )
+    rows.append(
+        _row(
+            g,
+            "naive per-frame (keras-video-generators)",
+            lambda: naive_prepare(clips, dst),
+            frames,
+            args,
+            **kw,
+        )
+    )
     if cuda_why is None:
-        rows.append(_row(g, "fastvid cuda", _synced(
-            lambda: ops.prepare(clips, size=dst, device="cuda")), frames, args,
-            note="includes the upload", **kw))
-        rows.append(_row(g, "fastvid cuda, I420 input", _synced(
-            lambda: ops.prepare(yuv, size=dst, input_format="yuv420p", device="cuda")),
-            frames, args, note="includes the upload", **kw))
+        rows.append(
+            _row(
+                g,
+                "fastvid cuda",
+                _synced(lambda: ops.prepare(clips, size=dst, device="cuda")),
+                frames,
+                args,
+                note="includes the upload",
+                **kw,
+            )
+        )
+        rows.append(
+            _row(
+                g,
+                "fastvid cuda, I420 input",
+                _synced(lambda: ops.prepare(yuv, size=dst, input_format="yuv420p", device="cuda")),
+                frames,
+                args,
+                note="includes the upload",
+                **kw,
+            )
+        )
     else:
         rows.append(_skip(g, "fastvid cuda", cuda_why))
 
@@ -346,29 +436,57 @@ def _prepare_rows(clips, yuv, size: int, args: Any, cuda_why: str | None) -> lis
     with single_thread():
         rows.append(_row(g, "fastvid cpu 1 thread", fv, frames, args, **kw))
     mats = sequence_matrices(dst, dst, aug, make_rng(0), len(clips))
-    rows.append(_row(g, "naive per-frame + cv2.warpAffine",
-                     lambda: naive_prepare_warp(clips, dst, mats), frames, args,
-                     note="two interpolations", **kw))
+    rows.append(
+        _row(
+            g,
+            "naive per-frame + cv2.warpAffine",
+            lambda: naive_prepare_warp(clips, dst, mats),
+            frames,
+            args,
+            note="two interpolations",
+            **kw,
+        )
+    )
     augmenter = None if getattr(args, "process_no_keras", False) else keras_augmenter()
     if augmenter is not None:
-        rows.append(_row(g, "keras-video-generators + ImageDataGenerator",
-                         lambda: naive_prepare_keras(clips, dst, augmenter), frames, args,
-                         note="scipy per frame", **kw))
+        rows.append(
+            _row(
+                g,
+                "keras-video-generators + ImageDataGenerator",
+                lambda: naive_prepare_keras(clips, dst, augmenter),
+                frames,
+                args,
+                note="scipy per frame",
+                **kw,
+            )
+        )
     else:
-        why = ("--process-no-keras" if getattr(args, "process_no_keras", False)
-               else "keras or scipy not importable")
+        why = (
+            "--process-no-keras"
+            if getattr(args, "process_no_keras", False)
+            else "keras or scipy not importable"
+        )
         rows.append(_skip(g, "keras-video-generators + ImageDataGenerator", why))
     if cuda_why is None:
-        rows.append(_row(g, "fastvid cuda", _synced(
-            lambda: ops.prepare(clips, size=dst, augment=aug, seed=0, device="cuda")),
-            frames, args, note="includes the upload", **kw))
+        rows.append(
+            _row(
+                g,
+                "fastvid cuda",
+                _synced(lambda: ops.prepare(clips, size=dst, augment=aug, seed=0, device="cuda")),
+                frames,
+                args,
+                note="includes the upload",
+                **kw,
+            )
+        )
     else:
         rows.append(_skip(g, "fastvid cuda", cuda_why))
     return rows
 
 
-def _motion_rows(prepared: np.ndarray, size: int, cases: list[str], args: Any,
-                 cuda_why: str | None) -> list[dict]:
+def _motion_rows(
+    prepared: np.ndarray, size: int, cases: list[str], args: Any, cuda_why: str | None
+) -> list[dict]:
     import fastvid.ops as ops  # noqa: PLC0415
 
     frames = prepared.shape[0] * (prepared.shape[1] - 1)
@@ -386,19 +504,44 @@ def _motion_rows(prepared: np.ndarray, size: int, cases: list[str], args: Any,
         def fv(m: Any = method, a: str = algorithm) -> Any:
             return ops.motion(prepared, m, flow=a, device="cpu")
 
-        rows.append(_row(g, "fastvid cpu", fv, frames, args, reference=True,
-                         note=f"{_cores()} threads", **kw))
+        rows.append(
+            _row(
+                g, "fastvid cpu", fv, frames, args, reference=True, note=f"{_cores()} threads", **kw
+            )
+        )
         with single_thread():
             rows.append(_row(g, "fastvid cpu 1 thread", fv, frames, args, **kw))
-        label = ("naive per-pair loop" if method == "flow_raw" or algorithm == "dis"
-                 else "naive per-pair (keras-video-generators)")
-        rows.append(_row(g, label, lambda m=method, a=algorithm: naive_motion(prepared, m, a),
-                         frames, args, **kw))
+        label = (
+            "naive per-pair loop"
+            if method == "flow_raw" or algorithm == "dis"
+            else "naive per-pair (keras-video-generators)"
+        )
+        rows.append(
+            _row(
+                g,
+                label,
+                lambda m=method, a=algorithm: naive_motion(prepared, m, a),
+                frames,
+                args,
+                **kw,
+            )
+        )
         if device_batch is not None:
-            rows.append(_row(g, "fastvid cuda", _synced(
-                lambda m=method, a=algorithm: ops.motion(device_batch, m, flow=a,
-                                                         device="cuda")),
-                frames, args, note="batch already on the device", **kw))
+            rows.append(
+                _row(
+                    g,
+                    "fastvid cuda",
+                    _synced(
+                        lambda m=method, a=algorithm: ops.motion(
+                            device_batch, m, flow=a, device="cuda"
+                        )
+                    ),
+                    frames,
+                    args,
+                    note="batch already on the device",
+                    **kw,
+                )
+            )
         else:
             rows.append(_skip(g, "fastvid cuda", cuda_why or NOT_MEASURED))
     return rows
@@ -408,10 +551,15 @@ def _targets(rows: list[dict], sizes: list[int]) -> list[dict]:
     out = []
     for s in sizes:
         g = f"prepare rgb @{s}x{s}"
-        out.append(common.Target(
-            SUITE, f"prepare cpu vs naive per-frame @{s}x{s} (x faster)",
-            common.speedup(rows, g, "naive per-frame (keras-video-generators)", "fastvid cpu"),
-            2.0, detail=f"{_cores()} cores").to_dict())
+        out.append(
+            common.Target(
+                SUITE,
+                f"prepare cpu vs naive per-frame @{s}x{s} (x faster)",
+                common.speedup(rows, g, "naive per-frame (keras-video-generators)", "fastvid cpu"),
+                2.0,
+                detail=f"{_cores()} cores",
+            ).to_dict()
+        )
     cores = _cores()
     for s in sizes:
         g = f"motion flow_raw @{s}x{s}"
@@ -421,10 +569,15 @@ def _targets(rows: list[dict], sizes: list[int]) -> list[dict]:
         if cores < 2:
             measured = None
         # "scales with cores": at least 60% of linear speed-up over one thread
-        out.append(common.Target(
-            SUITE, f"Farneback flow @{s}x{s}: all cores vs 1 thread (x faster)",
-            measured, round(0.6 * cores, 2),
-            detail=f"{cores} cores; required 0.6 x cores").to_dict())
+        out.append(
+            common.Target(
+                SUITE,
+                f"Farneback flow @{s}x{s}: all cores vs 1 thread (x faster)",
+                measured,
+                round(0.6 * cores, 2),
+                detail=f"{cores} cores; required 0.6 x cores",
+            ).to_dict()
+        )
     return out
 
 
@@ -439,19 +592,24 @@ def run(args: Any) -> list[dict]:
     clips = make_clips(batch, nframes + 1)
     yuv = to_i420([c[:nframes] for c in clips])
     prep_clips = [c[:nframes] for c in clips]
-    rows: list[dict] = [{"kind": "note", "suite": SUITE,
-                         "text": f"{batch} sequences x {nframes} frames of "
-                                 f"{SOURCE_SIZE[0]}x{SOURCE_SIZE[1]} RGB uint8 in memory"}]
+    rows: list[dict] = [
+        {
+            "kind": "note",
+            "suite": SUITE,
+            "text": f"{batch} sequences x {nframes} frames of "
+            f"{SOURCE_SIZE[0]}x{SOURCE_SIZE[1]} RGB uint8 in memory",
+        }
+    ]
     import fastvid.ops as ops  # noqa: PLC0415
 
     # one-time costs (the thread pool, OpenCV's lazy set-up) are paid once per process,
     # not per batch: pay them before any timing, even with --warmup 0
-    warm = ops.prepare(prep_clips[:1], size=(16, 16), augment=ops.AugmentParams(flip=1.0),
-                       device="cpu")
+    warm = ops.prepare(
+        prep_clips[:1], size=(16, 16), augment=ops.AugmentParams(flip=1.0), device="cpu"
+    )
     ops.motion(warm, ops.METHOD_DIFF_MASK, device="cpu")
 
-    with common.progress(total=len(sizes) * (1 + len(cases)), desc="process",
-                         unit="case") as bar:
+    with common.progress(total=len(sizes) * (1 + len(cases)), desc="process", unit="case") as bar:
         for size in sizes:
             rows.extend(_prepare_rows(prep_clips, yuv, size, args, cuda_why))
             bar.update(1)

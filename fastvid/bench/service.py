@@ -18,11 +18,11 @@ whole-epoch rate. Rows also report bytes per example on the wire and CPU time
 per example on the workers and in this process, which is what projects to N
 machines: on loopback the workers and the client share this machine's cores.
 
-Records: 16 frames at 112x112, JPEG, built from *sources* (:data:`SOURCES`): clips
-cut from real footage (``../shared/videos`` beside the checkout, or
-``$FASTVID_REAL_VIDEOS``) when it exists, otherwise the synthetic short clips, or
-the user's files. The records are linked ``--service-copies`` times (hard links, one
-manifest) so that an epoch lasts long enough to time.
+Records: 16 frames at 112x112, JPEG, built from *sources* (:data:`SOURCES`): the
+bench's short clips cut from real footage (:mod:`fastvid.bench.footage`) when it
+exists, otherwise the synthetic short clips, or the user's files. The records are
+linked ``--service-copies`` times (hard links, one manifest) so that an epoch lasts
+long enough to time.
 
 TensorFlow is imported only inside :func:`run`.
 """
@@ -42,93 +42,31 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from fastvid.bench import common
+from fastvid.bench import common, footage
 
 log = logging.getLogger(__name__)
 
 SUITE = "service"
 LOCAL = "fastvid local: tfrecord.dataset(records)"
 TARGET_RATIO = 0.8  # the issue's goal: one loopback worker at >= 0.8x local
-# files of ../shared/videos to cut clips from, in order (the others are too short)
-REAL_FILES = ("vtest.avi", "box.mp4", "cup.mp4", "Megamind.avi", "nasa_13013.mp4",
-              "vidtest.ogv")
-CLIP_FRAMES = 60
-CLIP_SIZE = (320, 240)  # UCF101's
 
 
 # --------------------------------------------------------------------------- sources
 
 
-def real_videos_dir() -> Path | None:
-    """``$FASTVID_REAL_VIDEOS``, or ``../shared/videos`` beside the checkout; None if absent."""
-    env = os.environ.get("FASTVID_REAL_VIDEOS")
-    folder = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared/videos"
-    return folder if folder.is_dir() else None
-
-
-def cut_clips(sources: Iterable[Path], out_dir: Path, count: int, *,
-              frames: int = CLIP_FRAMES, size: tuple[int, int] = CLIP_SIZE) -> list[Path]:
-    """``count`` clips of ``frames`` frames, UCF101-like (``size`` mpeg4 AVI, 25 fps), cut
-    from consecutive stretches of ``sources`` (up to 3 per source); cached in ``out_dir``."""
-    import av  # noqa: PLC0415
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clips: list[Path] = []
-    for src in sources:
-        if len(clips) >= count:
-            break
-        made = sorted(out_dir.glob(f"{src.stem}_*.avi"))
-        if made:
-            clips += made[: count - len(clips)]
-            continue
-        writer, written, part = None, 0, 0
-        with av.open(str(src)) as container:
-            for frame in container.decode(video=0):
-                if part >= 3 or len(clips) >= count:
-                    break
-                if writer is None:
-                    path = out_dir / f"{src.stem}_{part}.avi"
-                    tmp = path.with_name(f".partial-{path.name}")
-                    writer = av.open(str(tmp), "w")
-                    stream = writer.add_stream("mpeg4", rate=25)
-                    stream.width, stream.height = size
-                    stream.pix_fmt = "yuv420p"
-                    stream.bit_rate = 1_000_000
-                    stream.codec_context.gop_size = 12
-                rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
-                for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                    writer.mux(packet)
-                written += 1
-                if written == frames:
-                    for packet in stream.encode():
-                        writer.mux(packet)
-                    writer.close()
-                    os.replace(tmp, path)
-                    clips.append(path)
-                    writer, written, part = None, 0, part + 1
-        if writer is not None:  # the source ended mid-clip: drop the piece
-            writer.close()
-            tmp.unlink(missing_ok=True)
-    return clips
-
-
 def real_clips(args: Any) -> list[Path]:
-    """Clips cut from the shared real footage (:func:`real_videos_dir`)."""
-    folder = real_videos_dir()
-    if folder is None:
-        raise FileNotFoundError("no real footage: set $FASTVID_REAL_VIDEOS or add "
-                                "../shared/videos")
-    count = getattr(args, "clips", None) or (6 if args.quick else 18)
-    sources = [folder / name for name in REAL_FILES if (folder / name).is_file()]
-    clips = cut_clips(sources, Path(args.data_dir) / "real_clips", count)
-    if not clips:
-        raise FileNotFoundError(f"{folder}: none of {', '.join(REAL_FILES)} gave a clip")
-    return clips
+    """The bench's short clips cut from real footage (:mod:`fastvid.bench.footage`)."""
+    if footage.footage_choice(args).folder is None:
+        raise FileNotFoundError(
+            "no real footage: pass --footage DIR, set "
+            "$FASTVID_BENCH_FOOTAGE or add ../shared/videos"
+        )
+    return footage.short_clips(args)
 
 
 def synthetic_clips(args: Any) -> list[Path]:
-    """The shared generated short clips (``fastvid bench``'s own dataset)."""
-    return common.short_clips(args)
+    """The bench's generated short clips."""
+    return footage.synthetic_short_clips(args)
 
 
 # source name -> function(args) -> clip paths; "auto" picks real footage when present
@@ -144,32 +82,47 @@ def clips_for(args: Any) -> tuple[list[Path], str]:
         return list(args.files), f"{len(args.files)} given files"
     name = args.service_source
     if name == "auto":
-        name = "real" if real_videos_dir() is not None else "synthetic"
+        name = "real" if footage.footage_choice(args).folder is not None else "synthetic"
     if name not in SOURCES:
-        raise ValueError(f"unknown --service-source {name!r}; choose from "
-                         f"{sorted(SOURCES)} or auto")
+        raise ValueError(
+            f"unknown --service-source {name!r}; choose from {sorted(SOURCES)} or auto"
+        )
     clips = SOURCES[name](args)
-    what = (f"clips cut from {real_videos_dir()}" if name == "real" else
-            (common.QUICK_SHORT_SPEC if args.quick else common.SHORT_SPEC).describe())
+    what = (
+        footage.footage_choice(args).text
+        if name == "real"
+        else (common.QUICK_SHORT_SPEC if args.quick else common.SHORT_SPEC).describe()
+    )
     return clips, f"{len(clips)} {name} clips ({what})"
 
 
 def add_arguments(parser: Any) -> None:
     """The suite's options, prefixed ``--service-``."""
-    parser.add_argument("--service-source", default="auto",
-                        help=f"clips to build the records from: {', '.join(SOURCES)} or auto "
-                             "(default: real footage when present, else synthetic)")
-    parser.add_argument("--service-frames", type=int, default=16,
-                        help="frames per example (default 16)")
-    parser.add_argument("--service-size", type=int, default=112,
-                        help="square frame size (default 112)")
-    parser.add_argument("--service-batch-size", type=int, default=8,
-                        help="batch size (default 8)")
-    parser.add_argument("--service-workers", default="1,2,4",
-                        help="worker counts of the scaling rows (default 1,2,4)")
-    parser.add_argument("--service-copies", type=int, default=None,
-                        help="times the records are linked into the epoch (default: an "
-                             "epoch of ~1000 examples, --quick ~150)")
+    parser.add_argument(
+        "--service-source",
+        default="auto",
+        help=f"clips to build the records from: {', '.join(SOURCES)} or auto "
+        "(default: real footage when present, else synthetic)",
+    )
+    parser.add_argument(
+        "--service-frames", type=int, default=16, help="frames per example (default 16)"
+    )
+    parser.add_argument(
+        "--service-size", type=int, default=112, help="square frame size (default 112)"
+    )
+    parser.add_argument("--service-batch-size", type=int, default=8, help="batch size (default 8)")
+    parser.add_argument(
+        "--service-workers",
+        default="1,2,4",
+        help="worker counts of the scaling rows (default 1,2,4)",
+    )
+    parser.add_argument(
+        "--service-copies",
+        type=int,
+        default=None,
+        help="times the records are linked into the epoch (default: an "
+        "epoch of ~1000 examples, --quick ~150)",
+    )
 
 
 # --------------------------------------------------------------------------- records
@@ -185,8 +138,15 @@ def build_records(clips: list[Path], work: Path, args: Any) -> tuple[Path, int]:
     sources = [Source(str(p), k % 3, classes[k % 3]) for k, p in enumerate(clips)]
     size = args.service_size
     once = work / "once"
-    summary = convert(sources, once, classes=classes, frames=args.service_frames,
-                      size=(size, size), videos_per_record=3, progress=False)
+    summary = convert(
+        sources,
+        once,
+        classes=classes,
+        frames=args.service_frames,
+        size=(size, size),
+        videos_per_record=3,
+        progress=False,
+    )
     if summary.failed:
         raise RuntimeError(f"{len(summary.failed)} clips failed to convert: {summary.failed[0]}")
     target = 150 if args.quick else 1000
@@ -246,13 +206,18 @@ def time_epoch(ds: Any, worker_pids: Iterable[int] = ()) -> dict[str, float]:
     lo = next(s for s in stamps if s[1] >= 0.1 * count)
     hi = next(s for s in stamps if s[1] >= 0.9 * count)
     steady = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else count / (t1 - t0)
-    return {"examples": count, "whole": count / (t1 - t0), "steady": steady,
-            "client_cpu": (cpu1 - cpu0) / count,
-            "worker_cpu": (wcpu1 - wcpu0) / count if pids else 0.0}
+    return {
+        "examples": count,
+        "whole": count / (t1 - t0),
+        "steady": steady,
+        "client_cpu": (cpu1 - cpu0) / count,
+        "worker_cpu": (wcpu1 - wcpu0) / count if pids else 0.0,
+    }
 
 
-def measure_epochs(makers: dict[str, Callable[[], Any]], args: Any,
-                   worker_pids: Iterable[int] = ()) -> dict[str, list[dict[str, float]]]:
+def measure_epochs(
+    makers: dict[str, Callable[[], Any]], args: Any, worker_pids: Iterable[int] = ()
+) -> dict[str, list[dict[str, float]]]:
     """Per method, ``args.warmup`` untimed epochs then ``args.repeats`` timed ones, one
     iterator each. The timed epochs take turns (method A, B, C, A, B, C, ...), so that a
     change in the machine's load falls on every method alike."""
@@ -284,8 +249,15 @@ def wire_bytes(ds: Any, compress: bool, elements: int = 4) -> float:
     return total / max(rows, 1)
 
 
-def _row(group: str, method: str, runs: list[dict[str, float]], *, bytes_per_example: float,
-         local_rate: float | None, reference: bool = False) -> dict:
+def _row(
+    group: str,
+    method: str,
+    runs: list[dict[str, float]],
+    *,
+    bytes_per_example: float,
+    local_rate: float | None,
+    reference: bool = False,
+) -> dict:
     steady = [r["steady"] for r in runs]
     rate = statistics.median(steady)
     whole = statistics.median(r["whole"] for r in runs)
@@ -294,15 +266,18 @@ def _row(group: str, method: str, runs: list[dict[str, float]], *, bytes_per_exa
     note += f", {ratio:.2f}x local" if ratio and method != LOCAL else ""
     note += f"; {bytes_per_example / 1024:.0f} KiB/ex on the wire" if bytes_per_example else ""
     extra = {
-        "examples_per_s": rate, "examples_per_s_whole_epoch": whole,
-        "ratio_to_local": ratio, "bytes_per_example": bytes_per_example,
+        "examples_per_s": rate,
+        "examples_per_s_whole_epoch": whole,
+        "ratio_to_local": ratio,
+        "bytes_per_example": bytes_per_example,
         "examples_per_epoch": runs[0]["examples"],
         "client_cpu_ms_per_example": 1e3 * statistics.median(r["client_cpu"] for r in runs),
         "worker_cpu_ms_per_example": 1e3 * statistics.median(r["worker_cpu"] for r in runs),
     }
     timing = common.Timing(tuple(1 / s for s in steady))
-    return common.Result.from_timing(SUITE, group, method, timing, unit="example",
-                                     reference=reference, note=note, extra=extra).to_dict()
+    return common.Result.from_timing(
+        SUITE, group, method, timing, unit="example", reference=reference, note=note, extra=extra
+    ).to_dict()
 
 
 # --------------------------------------------------------------------------- the suite
@@ -327,28 +302,47 @@ def run(args: Any) -> list[dict]:
         records, per_epoch = build_records(clips, work, args)
         files = read.list_record_files(records)
         spec = read.inspect(files)
-        shape = (f"{args.service_frames} frames at {args.service_size}x{args.service_size}, "
-                 f"JPEG, batch {bs}")
-        rows.append({"kind": "note", "suite": SUITE, "text": (
-            f"{what}; records: {shape}, {len(files)} files, {per_epoch} examples per epoch; "
-            f"{os.cpu_count()} cores shared by this client and every worker (loopback)")})
+        shape = (
+            f"{args.service_frames} frames at {args.service_size}x{args.service_size}, "
+            f"JPEG, batch {bs}"
+        )
+        rows.append(
+            {
+                "kind": "note",
+                "suite": SUITE,
+                "text": (
+                    f"{what}; records: {shape}, {len(files)} files, "
+                    f"{per_epoch} examples per epoch; "
+                    f"{os.cpu_count()} cores shared by this client and every worker (loopback)"
+                ),
+            }
+        )
 
         def local() -> Any:
             return dataset(records, batch_size=bs)
 
         def through(compression: str) -> Callable[[], Any]:
-            return lambda: dataset(records, batch_size=bs, service=target,
-                                   service_compression=compression)
+            return lambda: dataset(
+                records, batch_size=bs, service=target, service_compression=compression
+            )
 
         def before(compression: str | None) -> Callable[[], Any]:
             dist = tf.data.experimental.service.distribute(
-                "distributed_epoch", target, compression=compression)
+                "distributed_epoch", target, compression=compression
+            )
             return lambda: dataset(records, batch_size=bs).apply(dist)
 
         wire = _distributed.worker_side(
-            files, read._wire_parser(spec, flow=True, with_metadata=False),
-            per_wire=_distributed.wire_batch(spec, bs, True), shuffle=False, shuffle_buffer=1,
-            seed=None, cycle_length=None, compression="auto", deterministic=True)
+            files,
+            read._wire_parser(spec, flow=True, with_metadata=False),
+            per_wire=_distributed.wire_batch(spec, bs, True),
+            shuffle=False,
+            shuffle_buffer=1,
+            seed=None,
+            cycle_length=None,
+            compression="auto",
+            deterministic=True,
+        )
         sizes = {"none": wire_bytes(wire, False), "snappy": wire_bytes(wire, True)}
         sizes["auto"] = sizes["snappy"]
         old_sizes = {None: wire_bytes(local(), False), "AUTO": wire_bytes(local(), True)}
@@ -361,8 +355,10 @@ def run(args: Any) -> list[dict]:
         makers.update({f"service, compression {c}": through(c) for c in ("snappy", "auto")})
         before_rows = {
             "before: dataset().apply(distribute()), float32, none": (before(None), None),
-            "before: dataset().apply(distribute()), float32, TF default AUTO":
-                (before("AUTO"), "AUTO"),
+            "before: dataset().apply(distribute()), float32, TF default AUTO": (
+                before("AUTO"),
+                "AUTO",
+            ),
         }
         makers.update({name: make for name, (make, _) in before_rows.items()})
         runs = measure_epochs(makers, args, [w.pid for w in workers])
@@ -374,14 +370,27 @@ def run(args: Any) -> list[dict]:
                 size = old_sizes[before_rows[name][1]]
             else:
                 size = sizes[name.split("compression ")[1].split(" ")[0]]
-            rows.append(_row(group, name, method_runs, bytes_per_example=size,
-                             local_rate=local_rate, reference=name == LOCAL))
+            rows.append(
+                _row(
+                    group,
+                    name,
+                    method_runs,
+                    bytes_per_example=size,
+                    local_rate=local_rate,
+                    reference=name == LOCAL,
+                )
+            )
         one = common.find(rows, group=group, method=default)
         if one is not None:
-            rows.append(common.Target(
-                SUITE, "service, 1 loopback worker vs local (steady state)",
-                one["extra"]["ratio_to_local"], TARGET_RATIO,
-                detail=f"{one['extra']['examples_per_s']:.0f} vs {local_rate:.0f} ex/s").to_dict())
+            rows.append(
+                common.Target(
+                    SUITE,
+                    "service, 1 loopback worker vs local (steady state)",
+                    one["extra"]["ratio_to_local"],
+                    TARGET_RATIO,
+                    detail=f"{one['extra']['examples_per_s']:.0f} vs {local_rate:.0f} ex/s",
+                ).to_dict()
+            )
 
         group = f"workers (separate processes, loopback), compression none, {shape}"
         log.info("service suite: %s", group)
@@ -390,11 +399,20 @@ def run(args: Any) -> list[dict]:
                 workers.append(svc.WorkerProcess(target.split("://")[1]))
             name = f"service, {n} worker{'s' if n > 1 else ''}"
             # local again, in turns with this row: its ratio is to the local rate of now
-            runs = measure_epochs({LOCAL: local, name: through("none")}, args,
-                                  [w.pid for w in workers])
+            runs = measure_epochs(
+                {LOCAL: local, name: through("none")}, args, [w.pid for w in workers]
+            )
             now = statistics.median(r["steady"] for r in runs[LOCAL])
-            rows.append(_row(group, name, runs[name], bytes_per_example=sizes["none"],
-                             local_rate=now, reference=n == counts[0]))
+            rows.append(
+                _row(
+                    group,
+                    name,
+                    runs[name],
+                    bytes_per_example=sizes["none"],
+                    local_rate=now,
+                    reference=n == counts[0],
+                )
+            )
         local_cpu = 1e3 * statistics.median(r["client_cpu"] for r in runs[LOCAL])
         rows.append(_projection_note(rows, group, local_rate, local_cpu, sizes["none"]))
     finally:
@@ -407,8 +425,9 @@ def run(args: Any) -> list[dict]:
     return rows
 
 
-def _projection_note(rows: list[dict], group: str, local_rate: float, local_cpu_ms: float,
-                     wire: float) -> dict:
+def _projection_note(
+    rows: list[dict], group: str, local_rate: float, local_cpu_ms: float, wire: float
+) -> dict:
     """What the loopback figures say about N machines."""
     one = common.find(rows, group=group, method="service, 1 worker")
     cores = os.cpu_count() or 1
@@ -430,5 +449,10 @@ def _projection_note(rows: list[dict], group: str, local_rate: float, local_cpu_
         f"{local_cpu_ms:.1f} CPU-ms per example (through the service the two sides together "
         f"spend {worker_ms + client_ms:.1f}: the difference is the transfer)"
     )
-    return {"kind": "note", "suite": SUITE, "text": text,
-            "per_worker_examples_per_s": per_worker, "client_ceiling_examples_per_s": client}
+    return {
+        "kind": "note",
+        "suite": SUITE,
+        "text": text,
+        "per_worker_examples_per_s": per_worker,
+        "client_ceiling_examples_per_s": client,
+    }

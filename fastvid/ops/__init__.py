@@ -159,8 +159,14 @@ def prepare(
     backend = get_backend(device)
     clip_list = [_on(backend, c) for c in clip_list]
     return backend.prepare(
-        clip_list, height=height, width=width, color=color, rescale=float(rescale),
-        matrices=matrices, input_format=input_format, zero_outside=aspect == "pad",
+        clip_list,
+        height=height,
+        width=width,
+        color=color,
+        rescale=float(rescale),
+        matrices=matrices,
+        input_format=input_format,
+        zero_outside=aspect == "pad",
     )
 
 
@@ -215,6 +221,10 @@ def motion(
     owner = backend_of(frames)
     backend = owner if device == "auto" and owner is not None else get_backend(device)
     return backend.motion(
-        _on(backend, frames), chosen, levels=int(levels), winsize=int(winsize),
-        iterations=int(iterations), flow=flow,
+        _on(backend, frames),
+        chosen,
+        levels=int(levels),
+        winsize=int(winsize),
+        iterations=int(iterations),
+        flow=flow,
     )

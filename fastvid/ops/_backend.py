@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from fastvid import _runtime
 from fastvid.errors import DeviceUnavailableError
 from fastvid.ops._methods import MotionMethod
 
@@ -41,15 +42,29 @@ class ComputeBackend(Protocol):
         """What the decoder should deliver for frames of this size (fewest bytes to move)."""
 
     def prepare(
-        self, clips: Sequence[Any], *, height: int, width: int, color: str, rescale: float,
-        matrices: np.ndarray, input_format: InputFormat, zero_outside: bool,
+        self,
+        clips: Sequence[Any],
+        *,
+        height: int,
+        width: int,
+        color: str,
+        rescale: float,
+        matrices: np.ndarray,
+        input_format: InputFormat,
+        zero_outside: bool,
     ) -> Any:
         """uint8 clips -> float32 ``(N, F, height, width, C)`` in one sampling pass; with
         ``zero_outside``, output pixels sampled outside the source picture are 0."""
 
     def motion(
-        self, frames: Any, method: MotionMethod, *, levels: int, winsize: int,
-        iterations: int, flow: str,
+        self,
+        frames: Any,
+        method: MotionMethod,
+        *,
+        levels: int,
+        winsize: int,
+        iterations: int,
+        flow: str,
     ) -> Any:
         """``(N, F+1, H, W, C)`` -> ``(N, F, H, W, C')`` (see :mod:`fastvid.ops._methods`)."""
 
@@ -67,9 +82,17 @@ class ComputeBackend(Protocol):
 
 
 def _cuda_unavailable() -> str | None:
+    # fork-safe: the probe makes no CUDA call in this process (fastvid.ops.device)
     from fastvid.ops.device import cuda_unavailable  # noqa: PLC0415
 
     return cuda_unavailable()
+
+
+def _cuda_expected() -> bool:
+    """Whether a user here meant to use CUDA (CuPy is installed): then a fallback warns."""
+    from fastvid.ops.device import cupy_missing  # noqa: PLC0415
+
+    return cupy_missing() is None
 
 
 @dataclass(frozen=True)
@@ -78,11 +101,12 @@ class BackendSpec:
 
     module: str
     unavailable: Callable[[], str | None]  # why the backend cannot run here; None: it can
+    expected: Callable[[], bool] = lambda: False  # a fallback from it deserves a warning
 
 
 BACKENDS: dict[str, BackendSpec] = {
     "cpu": BackendSpec("fastvid.ops.cpu", lambda: None),
-    "cuda": BackendSpec("fastvid.ops.cuda", _cuda_unavailable),
+    "cuda": BackendSpec("fastvid.ops.cuda", _cuda_unavailable, _cuda_expected),
 }
 AUTO_ORDER = ("cuda", "cpu")
 _ALIASES = {"gpu": "cuda"}
@@ -90,22 +114,31 @@ _ALIASES = {"gpu": "cuda"}
 
 @cache
 def _auto() -> str:
+    """The first backend of :data:`AUTO_ORDER` that can run, each reason logged once per
+    process (a warning when the user evidently meant to use it: CuPy is installed)."""
     for name in AUTO_ORDER:
-        reason = BACKENDS[name].unavailable()
+        spec = BACKENDS[name]
+        reason = spec.unavailable()
         if reason is None:
             log.info("fastvid.ops: device='auto' -> %s", name)
             return name
-        log.info("fastvid.ops: device='auto' does not use %s: %s", name, reason)
+        level = logging.WARNING if spec.expected() else logging.INFO
+        log.log(level, "fastvid.ops: device='auto' does not use %s: %s", name, reason)
     raise DeviceUnavailableError("no compute backend can run on this machine")
+
+
+# a forked child decides again (CUDA may not work there even when it did in the parent)
+_runtime.reset_after_fork(_auto.cache_clear)
 
 
 def resolve_device(device: str = "auto") -> str:
     """``"auto"``, ``"cpu"`` or ``"cuda"`` -> the backend name that will run.
 
     ``"auto"`` picks the first backend of :data:`AUTO_ORDER` that can run here
-    (CUDA when CuPy works with a device), logging the choice once. Naming a
-    backend that cannot run raises :class:`fastvid.DeviceUnavailableError` with
-    the reason.
+    (CUDA when a probe subprocess has compiled and launched a kernel with CuPy),
+    logging the choice and the reasons once. Naming a backend that cannot run
+    raises :class:`fastvid.DeviceUnavailableError` with the reason. Neither makes a
+    CUDA call in this process, so a process may fork after it.
     """
     name = _ALIASES.get(device, device)
     if name == "auto":

@@ -132,9 +132,7 @@ def resize_matrix(
     return np.array([[sx, 0.0, ox], [0.0, sy, oy]], np.float64)
 
 
-def decode_size(
-    src_hw: tuple[int, int], dst_hw: tuple[int, int], aspect: str
-) -> tuple[int, int]:
+def decode_size(src_hw: tuple[int, int], dst_hw: tuple[int, int], aspect: str) -> tuple[int, int]:
     """``(height, width)`` to decode a ``src_hw`` picture at, to ``aspect``-resize it to ``dst_hw``.
 
     ``"stretch"`` decodes at ``dst_hw`` itself. ``"crop"`` and ``"pad"`` keep the
@@ -162,7 +160,9 @@ def outside_source(matrix: np.ndarray, src_size: tuple[int, int], dst_size: tupl
 
 
 def draw_matrix(
-    src_size: tuple[int, int], dst_size: tuple[int, int], draw: AugmentDraw,
+    src_size: tuple[int, int],
+    dst_size: tuple[int, int],
+    draw: AugmentDraw,
     aspect: str = "stretch",
 ) -> np.ndarray:
     """The sampling matrix (2, 3) for one drawn augmentation.

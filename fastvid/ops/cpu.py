@@ -140,9 +140,7 @@ def prepare(
                     src = cv2.LUT(src[: src.shape[0] * 2 // 3], _Y_TO_GRAY)
                 else:
                     rgb_shape = (src.shape[0] * 2 // 3, src.shape[1], 3)
-                    src = cv2.cvtColor(
-                        src, cv2.COLOR_YUV2RGB_I420, dst=_scratch(rgb_shape, "yuv")
-                    )
+                    src = cv2.cvtColor(src, cv2.COLOR_YUV2RGB_I420, dst=_scratch(rgb_shape, "yuv"))
             if plain[n]:
                 dst = cv2.resize(src, (width, height), dst=scratch, interpolation=cv2.INTER_LINEAR)
             else:
@@ -244,8 +242,13 @@ def motion(
     if method.source == "diff":
         return _diff_motion(frames, gray, method, unit, threads)
     flows = flowmod.compute_flows(
-        gray_u8(gray / unit if is_u8 else gray), algorithm=flow, levels=levels,
-        winsize=winsize, iterations=iterations, use_cuda=use_cuda_flow, threads=threads,
+        gray_u8(gray / unit if is_u8 else gray),
+        algorithm=flow,
+        levels=levels,
+        winsize=winsize,
+        iterations=iterations,
+        use_cuda=use_cuda_flow,
+        threads=threads,
     )
     if method.source == "flow_raw":
         return flows

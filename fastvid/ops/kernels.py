@@ -153,7 +153,7 @@ class Device(Protocol):
     """What the launch sequences need from a device (CuPy, or the host emulation)."""
 
     xp: Any  # the array module: cupy, or numpy
-    use_cuda_flow: bool  # try cv2.cuda for Farneback
+    use_cuda_flow: bool  # try dev.flows (cv2.cuda Farneback) when the device has it
 
     def empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """An uninitialised C-contiguous device array."""
@@ -170,6 +170,9 @@ class Device(Protocol):
 
     def to_host(self, array: Any) -> np.ndarray:
         """A host copy of a device array (waits for it)."""
+
+    # optional: flows(g8, *, algorithm, levels, winsize, iterations) -> device flows, or
+    # None to fall back to the CPU (see device_flows)
 
 
 def clip_layout(clips: Sequence[Any], input_format: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -242,6 +245,34 @@ def _blur(dev: Device, img: Any, planes: int, h: int, w: int, c: int) -> Any:
     return out
 
 
+def device_flows(
+    dev: Device, g8: Any, *, algorithm: str, levels: int, winsize: int, iterations: int
+) -> Any:
+    """Flows ``(N, F, H, W, 2)`` float32 on the device from uint8 gray ``(N, F+1, H, W)``.
+
+    A device that computes flow itself (``dev.flows``: the CUDA backend with an OpenCV
+    that has CUDA) does so in place; otherwise the frames go to the host, through
+    :func:`fastvid.ops.flow.compute_flows` (CPU threads), and back.
+    """
+    from fastvid.ops import flow as flowmod  # noqa: PLC0415 (imports OpenCV)
+
+    on_device = getattr(dev, "flows", None) if dev.use_cuda_flow else None
+    if on_device is not None:
+        found = on_device(
+            g8, algorithm=algorithm, levels=levels, winsize=winsize, iterations=iterations
+        )
+        if found is not None:
+            return found
+    flows_host = flowmod.compute_flows(
+        dev.to_host(g8),
+        algorithm=algorithm,
+        levels=levels,
+        winsize=winsize,
+        iterations=iterations,
+    )
+    return dev.to_device(flows_host)
+
+
 def motion_batch(
     dev: Device,
     frames: Any,
@@ -255,11 +286,9 @@ def motion_batch(
     """The GPU ``motion`` (backend interface of :mod:`fastvid.ops`) on a device array
     ``(N, F+1, H, W, C)``: float32 in [0, 1], or uint8 (then computed on the 0..255
     scale), with the formulas of :func:`fastvid.ops.cpu.motion`. The optical flow
-    itself runs in :func:`fastvid.ops.flow.compute_flows` (cv2.cuda, or the CPU).
+    itself runs in :func:`device_flows` (cv2.cuda on the device, or the CPU).
     Returns a device array ``(N, F, H, W, C)`` float32 (``C = 2`` for ``"flow_raw"``).
     """
-    from fastvid.ops import flow as flowmod  # noqa: PLC0415 (imports the CPU backend)
-
     xp = dev.xp
     unit32 = np.float32(255.0 if frames.dtype == np.uint8 else 1.0)
     frames = xp.ascontiguousarray(frames, dtype=np.float32)
@@ -285,15 +314,9 @@ def motion_batch(
 
     g8 = dev.empty((n, f1, h, w), np.uint8)
     dev.launch("gray_to_u8", g8.size, [gray, g8.size, unit32, g8])
-    flows_host = flowmod.compute_flows(
-        dev.to_host(g8),
-        algorithm=flow,
-        levels=levels,
-        winsize=winsize,
-        iterations=iterations,
-        use_cuda=dev.use_cuda_flow,
+    flows = device_flows(
+        dev, g8, algorithm=flow, levels=levels, winsize=winsize, iterations=iterations
     )
-    flows = dev.to_device(flows_host)
     if method.source == "flow_raw":
         return flows
 

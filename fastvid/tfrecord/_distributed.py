@@ -27,11 +27,18 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fastvid.tfrecord import read
+from fastvid.tfrecord import _files
 
 log = logging.getLogger(__name__)
 
 # how long ``dataset(service=...)`` waits for the dispatcher to answer while building
+PROCESSING_MODES = ("distributed_epoch", "parallel_epochs")
+# our names -> tf.data.experimental.service.distribute's ``compression``
+SERVICE_COMPRESSIONS: dict[str, str | None] = {"none": None, "snappy": "SNAPPY", "auto": "AUTO"}
+# examples per element on the wire when the caller reads unbatched; and the most bytes
+# of pixels one wire element may carry (the client re-batches to ``batch_size`` anyway)
+WIRE_BATCH = 8
+WIRE_BATCH_BYTES = 16 * 2**20
 CONNECT_TIMEOUT_S = 60.0
 # period of the ticker that measures silences on the service stream
 TICK_S = 0.05
@@ -57,25 +64,33 @@ def expected_examples(files: Sequence[str]) -> int | None:
     some file has no manifest entry (records not written by ``fastvid convert``)."""
     counts: dict[str, int] = {}
     for folder in sorted({os.path.dirname(f) for f in files}):
-        for manifest in read._glob(os.path.join(folder, "*.manifest.json")):
+        for manifest in _files._glob(os.path.join(folder, "*.manifest.json")):
             try:
                 data = json.loads(_read_text(manifest))
                 records = data.get("records", {})
-                counts.update({os.path.join(folder, name): int(entry["examples"])
-                               for name, entry in records.items()})
+                counts.update(
+                    {
+                        os.path.join(folder, name): int(entry["examples"])
+                        for name, entry in records.items()
+                    }
+                )
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
                 log.warning("%s: unreadable manifest (%s): ignored", manifest, err)
     missing = [f for f in files if f not in counts]
     if missing:
-        log.warning("%d of %d record files have no manifest entry (e.g. %s): the examples "
-                    "of an epoch through the tf.data service are not counted",
-                    len(missing), len(files), missing[0])
+        log.warning(
+            "%d of %d record files have no manifest entry (e.g. %s): the examples "
+            "of an epoch through the tf.data service are not counted",
+            len(missing),
+            len(files),
+            missing[0],
+        )
         return None
     return sum(counts[f] for f in files)
 
 
 def _read_text(path: str) -> str:
-    if read._is_remote(path):
+    if _files._is_remote(path):
         import tensorflow as tf  # noqa: PLC0415
 
         with tf.io.gfile.GFile(path, "r") as fh:
@@ -84,8 +99,9 @@ def _read_text(path: str) -> str:
         return fh.read()
 
 
-def pipeline_share(files: Sequence[str], input_context: Any,
-                   job_name: str | None) -> tuple[list[str], str | None]:
+def pipeline_share(
+    files: Sequence[str], input_context: Any, job_name: str | None
+) -> tuple[list[str], str | None]:
     """The files (and job name) of this input pipeline: whole files, ``files[i::n]``."""
     if input_context is None or input_context.num_input_pipelines <= 1:
         return list(files), job_name
@@ -99,30 +115,48 @@ def pipeline_share(files: Sequence[str], input_context: Any,
     return list(files)[i::n], (f"{job_name}-{i}-of-{n}" if job_name else None)
 
 
-def wire_batch(spec: read.RecordSpec, batch_size: int | None, flow: bool) -> int:
+def wire_batch(spec: _files.RecordSpec, batch_size: int | None, flow: bool) -> int:
     """Examples per element on the wire: 1 when shapes vary, else up to the batch size."""
     size = spec.example_bytes(flow)
     if size is None:
         return 1
-    return max(1, min(batch_size or read.WIRE_BATCH, read.WIRE_BATCH_BYTES // max(size, 1)))
+    return max(1, min(batch_size or WIRE_BATCH, WIRE_BATCH_BYTES // max(size, 1)))
 
 
 def service_dataset(
-    files: Sequence[str], spec: read.RecordSpec, parse: Callable, finish: Callable, *,
-    service: str, job_name: str | None, processing_mode: str, service_compression: str,
-    stall_timeout: float | None, batch_size: int | None, shuffle: bool, shuffle_buffer: int,
-    seed: int | None, flow: bool, input_context: Any, cycle_length: int | None,
-    drop_remainder: bool, compression: str, deterministic: bool,
+    files: Sequence[str],
+    spec: _files.RecordSpec,
+    parse: Callable,
+    finish: Callable,
+    *,
+    service: str,
+    job_name: str | None,
+    processing_mode: str,
+    service_compression: str,
+    stall_timeout: float | None,
+    batch_size: int | None,
+    shuffle: bool,
+    shuffle_buffer: int,
+    seed: int | None,
+    flow: bool,
+    input_context: Any,
+    cycle_length: int | None,
+    drop_remainder: bool,
+    compression: str,
+    deterministic: bool,
 ) -> Any:
     """The pipeline of :func:`fastvid.tfrecord.dataset` through a tf.data service."""
     from fastvid.tfrecord.service import wait_for_dispatcher  # noqa: PLC0415
 
-    if processing_mode not in read.PROCESSING_MODES:
-        raise ValueError(f"processing_mode must be one of {read.PROCESSING_MODES}, "
-                         f"got {processing_mode!r}")
-    if service_compression not in read.SERVICE_COMPRESSIONS:
-        raise ValueError(f"service_compression must be one of "
-                         f"{sorted(read.SERVICE_COMPRESSIONS)}, got {service_compression!r}")
+    if processing_mode not in PROCESSING_MODES:
+        raise ValueError(
+            f"processing_mode must be one of {PROCESSING_MODES}, got {processing_mode!r}"
+        )
+    if service_compression not in SERVICE_COMPRESSIONS:
+        raise ValueError(
+            f"service_compression must be one of "
+            f"{sorted(SERVICE_COMPRESSIONS)}, got {service_compression!r}"
+        )
     if stall_timeout is not None and stall_timeout <= 0:
         raise ValueError(f"stall_timeout must be positive or None, got {stall_timeout!r}")
     address = service_address(service)
@@ -131,17 +165,41 @@ def service_dataset(
     files, job_name = pipeline_share(files, input_context, job_name)
     expected = None if shared else expected_examples(files)
     per_wire = wire_batch(spec, batch_size, flow)
-    ds = worker_side(files, parse, per_wire=per_wire, shuffle=shuffle,
-                     shuffle_buffer=shuffle_buffer, seed=seed, cycle_length=cycle_length,
-                     compression=compression, deterministic=deterministic)
-    ds = ds.apply(_distribute(
-        processing_mode=processing_mode, service=address, job_name=job_name,
-        compression=read.SERVICE_COMPRESSIONS[service_compression],
-    ))
-    ds = guard_epoch(ds, expected=expected, processing_mode=processing_mode,
-                     stall_timeout=stall_timeout, address=address, batched=per_wire > 1)
-    return client_side(ds, finish, per_wire=per_wire, batch_size=batch_size,
-                       drop_remainder=drop_remainder, deterministic=deterministic)
+    ds = worker_side(
+        files,
+        parse,
+        per_wire=per_wire,
+        shuffle=shuffle,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        cycle_length=cycle_length,
+        compression=compression,
+        deterministic=deterministic,
+    )
+    ds = ds.apply(
+        _distribute(
+            processing_mode=processing_mode,
+            service=address,
+            job_name=job_name,
+            compression=SERVICE_COMPRESSIONS[service_compression],
+        )
+    )
+    ds = guard_epoch(
+        ds,
+        expected=expected,
+        processing_mode=processing_mode,
+        stall_timeout=stall_timeout,
+        address=address,
+        batched=per_wire > 1,
+    )
+    return client_side(
+        ds,
+        finish,
+        per_wire=per_wire,
+        batch_size=batch_size,
+        drop_remainder=drop_remainder,
+        deterministic=deterministic,
+    )
 
 
 def _distribute(**kwargs: Any) -> Callable[[Any], Any]:
@@ -168,14 +226,29 @@ def _distribute(**kwargs: Any) -> Callable[[Any], Any]:
     return tf.data.experimental.service.distribute(**kwargs)
 
 
-def worker_side(files: Sequence[str], parse: Callable, *, per_wire: int, shuffle: bool,
-                shuffle_buffer: int, seed: int | None, cycle_length: int | None,
-                compression: str, deterministic: bool) -> Any:
+def worker_side(
+    files: Sequence[str],
+    parse: Callable,
+    *,
+    per_wire: int,
+    shuffle: bool,
+    shuffle_buffer: int,
+    seed: int | None,
+    cycle_length: int | None,
+    compression: str,
+    deterministic: bool,
+) -> Any:
     """What the workers run: records -> decoded examples, in wire batches of ``per_wire``."""
     import tensorflow as tf  # noqa: PLC0415
 
-    ds = read._examples(files, shuffle=shuffle, seed=seed, cycle_length=cycle_length,
-                        deterministic=deterministic, compression=compression)
+    ds = _files._examples(
+        files,
+        shuffle=shuffle,
+        seed=seed,
+        cycle_length=cycle_length,
+        deterministic=deterministic,
+        compression=compression,
+    )
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
@@ -184,8 +257,15 @@ def worker_side(files: Sequence[str], parse: Callable, *, per_wire: int, shuffle
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def client_side(ds: Any, finish: Callable, *, per_wire: int, batch_size: int | None,
-                drop_remainder: bool, deterministic: bool) -> Any:
+def client_side(
+    ds: Any,
+    finish: Callable,
+    *,
+    per_wire: int,
+    batch_size: int | None,
+    drop_remainder: bool,
+    deterministic: bool,
+) -> Any:
     """What the client runs on the service's elements: re-batch, cast, rescale, one-hot."""
     import tensorflow as tf  # noqa: PLC0415
 
@@ -211,13 +291,21 @@ def _ticks(interval: float) -> Any:
     variant = tf.raw_ops.SleepDataset(
         input_dataset=tf.data.experimental.to_variant(zeros),
         sleep_microseconds=int(interval * 1e6),
-        output_types=[tf.int64], output_shapes=[tf.TensorShape([])],
+        output_types=[tf.int64],
+        output_shapes=[tf.TensorShape([])],
     )
     return tf.data.experimental.from_variant(variant, tf.TensorSpec([], tf.int64))
 
 
-def guard_epoch(ds: Any, *, expected: int | None, processing_mode: str,
-                stall_timeout: float | None, address: str, batched: bool) -> Any:
+def guard_epoch(
+    ds: Any,
+    *,
+    expected: int | None,
+    processing_mode: str,
+    stall_timeout: float | None,
+    address: str,
+    batched: bool,
+) -> Any:
     """``ds`` (elements from the service), failing the epoch when it is short, long or stalls.
 
     ``expected``: examples per epoch (None: not checked); ``batched``: elements are wire
@@ -233,24 +321,20 @@ def guard_epoch(ds: Any, *, expected: int | None, processing_mode: str,
     plain = tf.autograph.experimental.do_not_convert
     stream = ds.map(plain(lambda el: (tf.constant(_DATA), optional.from_value(el))))
     stream = stream.concatenate(
-        tf.data.Dataset.from_tensors((tf.constant(_END), optional.empty(spec))))
+        tf.data.Dataset.from_tensors((tf.constant(_END), optional.empty(spec)))
+    )
     if stall_timeout is not None:
-        ticks = _ticks(TICK_S).map(plain(lambda _: (tf.constant(_TICK), optional.empty(spec))))
-        # the two streams merged: whichever has an element ready goes first
-        stream = tf.data.Dataset.from_tensors(stream).concatenate(
-            tf.data.Dataset.from_tensors(ticks)
-        ).interleave(plain(lambda d: d), cycle_length=2, block_length=1, num_parallel_calls=2,
-                     deterministic=False)
-    max_ticks = math.ceil(stall_timeout / TICK_S) if stall_timeout is not None else -1
+        stream = _merged_with_ticks(stream, spec)
     where = f"the tf.data service at {address}"
-    of_expected = f" of the {expected} examples the records hold" if expected else " examples"
 
     def rows(kind: Any, opt: Any) -> Any:
         if not batched:
             return tf.cast(tf.equal(kind, _DATA), tf.int64)
-        return tf.cond(tf.equal(kind, _DATA),
-                       lambda: tf.shape(opt.get_value()["label"], out_type=tf.int64)[0],
-                       lambda: tf.constant(0, tf.int64))
+        return tf.cond(
+            tf.equal(kind, _DATA),
+            lambda: tf.shape(opt.get_value()["label"], out_type=tf.int64)[0],
+            lambda: tf.constant(0, tf.int64),
+        )
 
     def check(state: Any, item: Any) -> Any:
         count, idle = state
@@ -259,29 +343,9 @@ def guard_epoch(ds: Any, *, expected: int | None, processing_mode: str,
         idle = tf.where(tf.equal(kind, _TICK), idle + 1, tf.zeros_like(idle))
         checks = []
         if stall_timeout is not None:
-            checks.append(tf.debugging.Assert(tf.less_equal(idle, max_ticks), [tf.strings.format(
-                f"fastvid.tfrecord.dataset: no example came from {where} for {stall_timeout:g} s "
-                f"({{}}{of_expected} this epoch): a worker was probably lost mid-epoch, and "
-                "the service does not re-read what it held. Restart the epoch (or raise "
-                "stall_timeout if the workers are only slow)", [count])], summarize=1))
+            checks.append(_stall_assert(count, idle, stall_timeout, where, expected))
         if expected is not None:
-            at_end = tf.equal(kind, _END)
-            if processing_mode == "distributed_epoch":
-                ok = tf.logical_and(tf.less_equal(count, expected),
-                                    tf.logical_or(tf.logical_not(at_end),
-                                                  tf.equal(count, expected)))
-                message = (f"fastvid.tfrecord.dataset: {where} delivered {{}} examples in an "
-                           f"epoch, but the record manifests say it holds {expected}: "
-                           "examples were lost (a worker stopped mid-epoch, or restarted) "
-                           "or duplicated")
-            else:  # parallel_epochs: each worker yields every example once
-                ok = tf.logical_or(tf.logical_not(at_end), tf.logical_and(
-                    tf.greater(count, 0), tf.equal(count % expected, 0)))
-                message = (f"fastvid.tfrecord.dataset: {where} delivered {{}} examples in a "
-                           f"parallel_epochs epoch, not a whole number of copies of the "
-                           f"{expected} examples the records hold: a worker stopped mid-epoch")
-            checks.append(tf.debugging.Assert(
-                ok, [tf.strings.format(message, [count])], summarize=1))
+            checks.append(_count_assert(count, kind, expected, processing_mode, where))
         with tf.control_dependencies(checks):
             return (tf.identity(count), tf.identity(idle)), (tf.identity(kind), opt)
 
@@ -290,3 +354,72 @@ def guard_epoch(ds: Any, *, expected: int | None, processing_mode: str,
     stream = stream.take_while(plain(lambda kind, _: tf.not_equal(kind, _END)))
     stream = stream.filter(plain(lambda kind, _: tf.equal(kind, _DATA)))
     return stream.map(plain(lambda _, opt: opt.get_value()))
+
+
+def _merged_with_ticks(stream: Any, spec: Any) -> Any:
+    """``stream`` and a tick every :data:`TICK_S`, merged: whichever has an element ready
+    goes first, so a stalled service still yields ticks to count."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    plain = tf.autograph.experimental.do_not_convert
+    optional = tf.experimental.Optional
+    ticks = _ticks(TICK_S).map(plain(lambda _: (tf.constant(_TICK), optional.empty(spec))))
+    return (
+        tf.data.Dataset.from_tensors(stream)
+        .concatenate(tf.data.Dataset.from_tensors(ticks))
+        .interleave(
+            plain(lambda d: d),
+            cycle_length=2,
+            block_length=1,
+            num_parallel_calls=2,
+            deterministic=False,
+        )
+    )
+
+
+def _stall_assert(
+    count: Any, idle: Any, stall_timeout: float, where: str, expected: int | None
+) -> Any:
+    """Fails once no example has come for ``stall_timeout`` seconds (``idle`` ticks)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    of_expected = f" of the {expected} examples the records hold" if expected else " examples"
+    message = (
+        f"fastvid.tfrecord.dataset: no example came from {where} for {stall_timeout:g} s "
+        f"({{}}{of_expected} this epoch): a worker was probably lost mid-epoch, and the "
+        "service does not re-read what it held. Restart the epoch (or raise stall_timeout "
+        "if the workers are only slow)"
+    )
+    max_ticks = math.ceil(stall_timeout / TICK_S)
+    return tf.debugging.Assert(
+        tf.less_equal(idle, max_ticks), [tf.strings.format(message, [count])], summarize=1
+    )
+
+
+def _count_assert(count: Any, kind: Any, expected: int, processing_mode: str, where: str) -> Any:
+    """Fails when the epoch holds more examples than the records, or ends with fewer
+    (``distributed_epoch``), or ends with no whole number of copies (``parallel_epochs``)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    at_end = tf.equal(kind, _END)
+    if processing_mode == "distributed_epoch":
+        ok = tf.logical_and(
+            tf.less_equal(count, expected),
+            tf.logical_or(tf.logical_not(at_end), tf.equal(count, expected)),
+        )
+        message = (
+            f"fastvid.tfrecord.dataset: {where} delivered {{}} examples in an epoch, but "
+            f"the record manifests say it holds {expected}: examples were lost (a worker "
+            "stopped mid-epoch, or restarted) or duplicated"
+        )
+    else:  # parallel_epochs: each worker yields every example once
+        ok = tf.logical_or(
+            tf.logical_not(at_end),
+            tf.logical_and(tf.greater(count, 0), tf.equal(count % expected, 0)),
+        )
+        message = (
+            f"fastvid.tfrecord.dataset: {where} delivered {{}} examples in a "
+            f"parallel_epochs epoch, not a whole number of copies of the {expected} "
+            "examples the records hold: a worker stopped mid-epoch"
+        )
+    return tf.debugging.Assert(ok, [tf.strings.format(message, [count])], summarize=1)

@@ -65,9 +65,7 @@ def record_name(
     The shard is part of the name, so shards written on different machines into
     one folder never collide.
     """
-    return (
-        f"{prefix}-{shard_index:05d}-of-{num_shards:05d}-{index:05d}-of-{count:05d}{suffix}"
-    )
+    return f"{prefix}-{shard_index:05d}-of-{num_shards:05d}-{index:05d}-of-{count:05d}{suffix}"
 
 
 def manifest_name(prefix: str, shard_index: int, num_shards: int) -> str:

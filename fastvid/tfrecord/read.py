@@ -19,158 +19,23 @@ Read locally, both run in one ``map``. Through the service
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Literal
 
-from fastvid.tfrecord import layout
+from fastvid.tfrecord import _distributed, layout
+from fastvid.tfrecord._files import (
+    PathOrPattern,
+    RecordSpec,
+    _examples,
+    inspect,
+    list_record_files,
+)
 
 log = logging.getLogger(__name__)
 
 ProcessingMode = Literal["distributed_epoch", "parallel_epochs"]
 ServiceCompression = Literal["none", "snappy", "auto"]
-PROCESSING_MODES = ("distributed_epoch", "parallel_epochs")
-# our names -> tf.data.experimental.service.distribute's ``compression``
-SERVICE_COMPRESSIONS: dict[str, str | None] = {"none": None, "snappy": "SNAPPY", "auto": "AUTO"}
-# examples per element on the wire when the caller reads unbatched; and the most bytes
-# of pixels one wire element may carry (the client re-batches to ``batch_size`` anyway)
-WIRE_BATCH = 8
-WIRE_BATCH_BYTES = 16 * 2**20
-
-
-@dataclass(frozen=True)
-class RecordSpec:
-    """What the first example of a set of record files says about all of them."""
-
-    layout: str
-    encoding: str  # jpeg | png | raw
-    num_frames: int | None  # None: varies per example (converted with frames="all")
-    height: int
-    width: int
-    channels: int  # colour channels (video2tfrecord: all stored channels)
-    flow_channels: int
-    num_classes: int
-    resized: bool  # all examples share (height, width): static shapes
-
-    @property
-    def static(self) -> bool:
-        """Every example has the same (F, H, W): examples can be batched as they are."""
-        return bool(self.num_frames) and self.resized
-
-    def example_bytes(self, flow: bool) -> int | None:
-        """Bytes of one decoded example (uint8 pixels, float16 flow), None when it varies."""
-        if not self.static:
-            return None
-        pixels = self.num_frames * self.height * self.width  # type: ignore[operator]
-        return pixels * self.channels + (pixels * self.flow_channels * 2 if flow else 0)
-
-
-PathOrPattern = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
-
-
-def _is_remote(path: str) -> bool:
-    """``gs://``, ``s3://``, ``hdfs://`` ...: a file system only TensorFlow's gfile knows."""
-    return "://" in path
-
-
-def _glob(pattern: str) -> list[str]:
-    if _is_remote(pattern):
-        import tensorflow as tf  # noqa: PLC0415
-
-        return tf.io.gfile.glob(pattern)
-    # Python's glob knows ``**`` (any depth), tf.io.gfile.glob does not
-    return glob.glob(pattern, recursive=True)
-
-
-def _isdir(path: str) -> bool:
-    if _is_remote(path):
-        import tensorflow as tf  # noqa: PLC0415
-
-        return tf.io.gfile.isdir(path)
-    return os.path.isdir(path)
-
-
-def list_record_files(pattern: PathOrPattern) -> list[str]:
-    """Sorted record files of a folder, a glob or a list of either.
-
-    A folder means every ``*.tfrecord*`` file in it; a glob may use ``**`` for any
-    depth of folders (``"records/**/*.tfrecord*"``). Local paths are matched by
-    Python's :mod:`glob`, remote URLs (``gs://...``) by ``tf.io.gfile``. Temporary
-    files of an unfinished conversion and manifests are never listed.
-    """
-    patterns = [pattern] if isinstance(pattern, (str, os.PathLike)) else list(pattern)
-    files: set[str] = set()
-    for p in patterns:
-        p = os.fspath(p)
-        if _isdir(p):
-            p = os.path.join(p, "*.tfrecord*")
-        files.update(f for f in _glob(p) if _is_remote(f) or os.path.isfile(f))
-    keep = sorted(
-        f for f in files
-        if not os.path.basename(f).startswith(".") and not f.endswith((".json", ".partial"))
-    )
-    if not keep:
-        raise FileNotFoundError(f"no TFRecord file matches {pattern!r}")
-    return keep
-
-
-def _is_gzip(path: str) -> bool:
-    return path.endswith(layout.GZIP_SUFFIX)
-
-
-def _first_example(files: Sequence[str], compression: str) -> Any:
-    import tensorflow as tf  # noqa: PLC0415
-
-    for f in files:
-        ctype = _compression_of(f, compression)
-        for raw in tf.data.TFRecordDataset(f, compression_type=ctype).take(1):
-            return tf.train.Example.FromString(raw.numpy())
-    raise ValueError(f"the {len(files)} record files hold no example")
-
-
-def _compression_of(path: str, compression: str) -> str:
-    if compression == "auto":
-        return "GZIP" if _is_gzip(path) else ""
-    return layout.compression_type(compression)
-
-
-def inspect(pattern: PathOrPattern, compression: str = "auto") -> RecordSpec:
-    """The :class:`RecordSpec` of record files, read from their first example."""
-    files = list_record_files(pattern)
-    feats = _first_example(files, compression).features.feature
-
-    def first_int(name: str, default: int) -> int:
-        return int(feats[name].int64_list.value[0]) if name in feats else default
-
-    num_classes = first_int("num_classes", 0)
-    if "frames" in feats:
-        requested = first_int("frames_requested", 0)
-        return RecordSpec(
-            layout="fastvid",
-            encoding=feats["encoding"].bytes_list.value[0].decode(),
-            num_frames=requested or None,
-            height=first_int("height", 0),
-            width=first_int("width", 0),
-            channels=first_int("channels", 3),
-            flow_channels=first_int("flow_channels", 0),
-            num_classes=num_classes,
-            resized=bool(first_int("resized", 0)),
-        )
-    blob0 = layout.V2T_BLOB.format(0)
-    if blob0 not in feats:
-        raise ValueError(f"{files[0]}: neither fastvid nor video2tfrecord layout")
-    count = sum(1 for k in feats if k.startswith(blob0[:-1]))
-    head = feats[blob0].bytes_list.value[0][:8]
-    encoding = "jpeg" if head[:2] == b"\xff\xd8" else "png" if head[:4] == b"\x89PNG" else "raw"
-    return RecordSpec(
-        layout="video2tfrecord", encoding=encoding, num_frames=count,
-        height=first_int("height", 0), width=first_int("width", 0),
-        channels=first_int("depth", 3), flow_channels=0, num_classes=num_classes,
-        resized=bool(first_int("resized", 1)),  # video2tfrecord itself always resizes
-    )
 
 
 def _decode_images(blobs: Any, encoding: str, channels: int, count: int | None) -> Any:
@@ -181,7 +46,8 @@ def _decode_images(blobs: Any, encoding: str, channels: int, count: int | None) 
     if count:  # a known F: unrolled decodes run ~1.5x faster than map_fn's loop
         return tf.stack([decode(blobs[i], channels=channels) for i in range(count)])
     return tf.map_fn(
-        lambda b: decode(b, channels=channels), blobs,
+        lambda b: decode(b, channels=channels),
+        blobs,
         fn_output_signature=tf.TensorSpec([None, None, channels], tf.uint8),
     )
 
@@ -206,15 +72,22 @@ def _features(spec: RecordSpec, use_flow: bool) -> dict[str, Any]:
             frames_feature = tf.io.FixedLenFeature([spec.num_frames], tf.string)
         else:
             frames_feature = tf.io.VarLenFeature(tf.string)
-        features = {**common, "frames": frames_feature,
-                    "num_frames": tf.io.FixedLenFeature([], tf.int64)}
+        features = {
+            **common,
+            "frames": frames_feature,
+            "num_frames": tf.io.FixedLenFeature([], tf.int64),
+        }
         if use_flow:
             features["flow"] = tf.io.FixedLenFeature([], tf.string)
         return features
     # a missing blob parses as b"" so that the frame-count check, not a parse error,
     # says what is wrong
-    common.update({layout.V2T_BLOB.format(i): tf.io.FixedLenFeature([], tf.string, "")
-                   for i in range(spec.num_frames or 0)})
+    common.update(
+        {
+            layout.V2T_BLOB.format(i): tf.io.FixedLenFeature([], tf.string, "")
+            for i in range(spec.num_frames or 0)
+        }
+    )
     return common
 
 
@@ -243,33 +116,42 @@ def _wire_parser(spec: RecordSpec, *, flow: bool, with_metadata: bool) -> Callab
             # another F must fail loudly, never come back cut to the first one's length.
             written = tf.size(ex["frame_indices"].values)
             same_f = tf.debugging.assert_equal(
-                tf.logical_or(tf.equal(written, 0), tf.equal(written, count)), True,
+                tf.logical_or(tf.equal(written, 0), tf.equal(written, count)),
+                True,
                 message=f"video2tfrecord-layout records hold videos with different frame "
-                        f"counts (the first has {count}); read them with a fixed count: "
-                        "convert with --frames N, or use the fastvid layout",
+                f"counts (the first has {count}); read them with a fixed count: "
+                "convert with --frames N, or use the fastvid layout",
             )
             with tf.control_dependencies([same_f]):
                 blobs = tf.stack([ex[layout.V2T_BLOB.format(i)] for i in range(count)])
         if spec.encoding == "raw":
-            pixels = tf.reshape(tf.io.decode_raw(blobs, tf.uint8),
-                                [count, height, width, spec.channels])
+            pixels = tf.reshape(
+                tf.io.decode_raw(blobs, tf.uint8), [count, height, width, spec.channels]
+            )
         else:
             pixels = _decode_images(blobs, spec.encoding, spec.channels, spec.num_frames)
         out = {"pixels": tf.ensure_shape(pixels, [f, h, w, spec.channels]), "label": ex["label"]}
         if use_flow:
-            motion = tf.reshape(tf.io.decode_raw(ex["flow"], tf.float16, little_endian=True),
-                                [count, height, width, spec.flow_channels])
+            motion = tf.reshape(
+                tf.io.decode_raw(ex["flow"], tf.float16, little_endian=True),
+                [count, height, width, spec.flow_channels],
+            )
             out["flow"] = tf.ensure_shape(motion, [f, h, w, spec.flow_channels])
         if with_metadata:
-            out.update(class_name=ex["class_name"], path=ex["path"], fps=ex["fps"],
-                       frame_indices=tf.sparse.to_dense(ex["frame_indices"]))
+            out.update(
+                class_name=ex["class_name"],
+                path=ex["path"],
+                fps=ex["fps"],
+                frame_indices=tf.sparse.to_dense(ex["frame_indices"]),
+            )
         return out
 
     return parse
 
 
-def _finisher(spec: RecordSpec, *, rescale: float, num_classes: int,
-              with_metadata: bool) -> Callable[[dict], tuple]:
+def _finisher(
+    spec: RecordSpec, *, rescale: float, num_classes: int, with_metadata: bool
+) -> Callable[[dict], tuple]:
     """decoded dict -> ``(frames, one-hot[, meta])``; works on one example or a batch."""
     import tensorflow as tf  # noqa: PLC0415
 
@@ -284,36 +166,6 @@ def _finisher(spec: RecordSpec, *, rescale: float, num_classes: int,
         return frames, label, meta
 
     return finish
-
-
-def _examples(files: Sequence[str], *, shuffle: bool, seed: int | None,
-              cycle_length: int | None, deterministic: bool, compression: str,
-              input_context: Any = None) -> Any:
-    """Serialized examples of ``files`` (this input pipeline's share), files interleaved."""
-    import tensorflow as tf  # noqa: PLC0415
-
-    ds = tf.data.Dataset.from_tensor_slices(list(files))
-    shard_examples = False
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
-        if len(files) >= n:
-            ds = ds.shard(n, i)
-        else:
-            # every pipeline must see the same example order to take disjoint shares
-            shard_examples, deterministic = True, True
-            seed = 0 if seed is None else seed
-    if shuffle:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type=_compression_tensor(f, compression)),
-        cycle_length=cycle_length or min(len(files), 16),
-        block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=deterministic,
-    )
-    if shard_examples:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    return ds
 
 
 def dataset(
@@ -414,32 +266,42 @@ def dataset(
     parse = _wire_parser(spec, flow=flow, with_metadata=with_metadata)
     finish = _finisher(spec, rescale=rescale, num_classes=depth, with_metadata=with_metadata)
     if service is not None:
-        from fastvid.tfrecord import _distributed  # noqa: PLC0415
-
         return _distributed.service_dataset(
-            files, spec, parse, finish, service=service, job_name=job_name,
-            processing_mode=processing_mode, service_compression=service_compression,
-            stall_timeout=stall_timeout, batch_size=batch_size, shuffle=shuffle,
-            shuffle_buffer=shuffle_buffer, seed=seed, flow=flow, input_context=input_context,
-            cycle_length=cycle_length, drop_remainder=drop_remainder,
-            compression=compression, deterministic=deterministic,
+            files,
+            spec,
+            parse,
+            finish,
+            service=service,
+            job_name=job_name,
+            processing_mode=processing_mode,
+            service_compression=service_compression,
+            stall_timeout=stall_timeout,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            shuffle_buffer=shuffle_buffer,
+            seed=seed,
+            flow=flow,
+            input_context=input_context,
+            cycle_length=cycle_length,
+            drop_remainder=drop_remainder,
+            compression=compression,
+            deterministic=deterministic,
         )
     autotune = tf.data.AUTOTUNE
-    ds = _examples(files, shuffle=shuffle, seed=seed, cycle_length=cycle_length,
-                   deterministic=deterministic, compression=compression,
-                   input_context=input_context)
+    ds = _examples(
+        files,
+        shuffle=shuffle,
+        seed=seed,
+        cycle_length=cycle_length,
+        deterministic=deterministic,
+        compression=compression,
+        input_context=input_context,
+    )
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda s: finish(parse(s)), num_parallel_calls=autotune,
-                deterministic=deterministic)
+    ds = ds.map(
+        lambda s: finish(parse(s)), num_parallel_calls=autotune, deterministic=deterministic
+    )
     if batch_size:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(autotune)
-
-
-def _compression_tensor(path: Any, compression: str) -> Any:
-    import tensorflow as tf  # noqa: PLC0415
-
-    if compression != "auto":
-        return layout.compression_type(compression)
-    return tf.where(tf.strings.regex_full_match(path, r".*\.gz"), "GZIP", "")

@@ -85,8 +85,10 @@ def check_port_free(port: int) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(addr)
         except OSError as err:
-            raise PortInUse(f"port {port} is already in use ({err.strerror}); choose another "
-                            "with --port, or stop the process that holds it") from None
+            raise PortInUse(
+                f"port {port} is already in use ({err.strerror}); choose another "
+                "with --port, or stop the process that holds it"
+            ) from None
         finally:
             sock.close()
         return
@@ -118,7 +120,8 @@ def _probe_once(host: str, port: int, timeout: float) -> str | None:
             if code == grpc.StatusCode.UNIMPLEMENTED:
                 raise DispatcherUnreachable(
                     f"{host}:{port} answers, but it is not a tf.data service dispatcher "
-                    "(is it a worker's port?)") from None
+                    "(is it a worker's port?)"
+                ) from None
             return f"{code.name.lower()}: {err.details()}"
     return None
 
@@ -139,7 +142,8 @@ def wait_for_dispatcher(address: str, timeout: float = DEFAULT_TIMEOUT_S) -> Non
             raise DispatcherUnreachable(
                 f"no tf.data service dispatcher answered at {host}:{port} within "
                 f"{timeout:g} s ({why}); start one with `fastvid service dispatcher --port "
-                f"{port}` on {host}, or check the address and the firewall")
+                f"{port}` on {host}, or check the address and the firewall"
+            )
         if not said and timeout - left > 2:
             log.info("waiting for the dispatcher at %s:%d (%s)", host, port, why)
             said = True
@@ -175,8 +179,9 @@ def _import_tensorflow() -> Any:
 # ----------------------------------------------------------------------------- servers
 
 
-def start_dispatcher(port: int, work_dir: str | None = None, *,
-                     worker_timeout: float | None = None) -> Any:
+def start_dispatcher(
+    port: int, work_dir: str | None = None, *, worker_timeout: float | None = None
+) -> Any:
     """A started ``tf.data.experimental.service.DispatchServer`` on ``port``.
 
     With ``work_dir`` it journals its state there (TensorFlow's fault-tolerant mode):
@@ -189,7 +194,9 @@ def start_dispatcher(port: int, work_dir: str | None = None, *,
     if work_dir:
         os.makedirs(work_dir, exist_ok=True)
     config = service.DispatcherConfig(
-        port=port, work_dir=work_dir or None, fault_tolerant_mode=bool(work_dir),
+        port=port,
+        work_dir=work_dir or None,
+        fault_tolerant_mode=bool(work_dir),
         worker_timeout_ms=None if worker_timeout is None else int(worker_timeout * 1000),
     )
     return service.DispatchServer(config)
@@ -203,8 +210,9 @@ def _advertised_host(dispatcher_host: str, host: str | None) -> str:
     return socket.getfqdn()
 
 
-def start_worker(dispatcher: str, port: int = 0, *, host: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT_S) -> Any:
+def start_worker(
+    dispatcher: str, port: int = 0, *, host: str | None = None, timeout: float = DEFAULT_TIMEOUT_S
+) -> Any:
     """A started ``WorkerServer`` registered with the dispatcher at ``dispatcher``.
 
     ``host``: the name clients use to reach this worker (default: this machine's
@@ -218,14 +226,21 @@ def start_worker(dispatcher: str, port: int = 0, *, host: str | None = None,
     service = tf.data.experimental.service
     name = _advertised_host(dhost, host)
     config = service.WorkerConfig(
-        dispatcher_address=f"{dhost}:{dport}", port=port,
-        worker_address=f"{name}:%port%", data_transfer_address=f"{name}:%dts_port%",
+        dispatcher_address=f"{dhost}:{dport}",
+        port=port,
+        worker_address=f"{name}:%port%",
+        data_transfer_address=f"{name}:%dts_port%",
     )
     return service.WorkerServer(config)
 
 
-def serve(server: Any, what: str, *, stop_event: threading.Event | None = None,
-          on_ready: Callable[[], None] | None = None) -> int:
+def serve(
+    server: Any,
+    what: str,
+    *,
+    stop_event: threading.Event | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> int:
     """Block until ``SIGINT``/``SIGTERM`` (or ``stop_event``), then stop ``server``; 0.
 
     ``on_ready`` runs once the signal handlers are in place. The wait is on an event
@@ -273,19 +288,40 @@ class WorkerProcess:
     with the child's last output after ``timeout``.
     """
 
-    def __init__(self, dispatcher: str, port: int = 0, *, timeout: float = DEFAULT_TIMEOUT_S,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        dispatcher: str,
+        port: int = 0,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        env: dict[str, str] | None = None,
+    ) -> None:
         import subprocess  # noqa: PLC0415
 
         self.dispatcher, self.port = dispatcher, port
-        cmd = [sys.executable, "-m", "fastvid", "service", "worker", "--dispatcher", dispatcher,
-               "--port", str(port), "--timeout", str(timeout)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "fastvid",
+            "service",
+            "worker",
+            "--dispatcher",
+            dispatcher,
+            "--port",
+            str(port),
+            "--timeout",
+            str(timeout),
+        ]
         self.lines: list[str] = []
         self.started = False
         self._ready = threading.Event()
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True, start_new_session=True,
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
             env={**os.environ, PARENT_ENV: str(os.getpid()), **(env or {})},
         )
         threading.Thread(target=self._drain, daemon=True, name="fastvid-worker-log").start()
@@ -293,8 +329,10 @@ class WorkerProcess:
         if not self.started:
             self.kill()
             tail = "\n".join(self.lines[-10:])
-            raise ServiceError(f"worker for {dispatcher} did not start within {timeout + 30:g} s "
-                               f"(exit code {self.proc.poll()}):\n{tail}")
+            raise ServiceError(
+                f"worker for {dispatcher} did not start within {timeout + 30:g} s "
+                f"(exit code {self.proc.poll()}):\n{tail}"
+            )
 
     def _drain(self) -> None:
         assert self.proc.stderr is not None
@@ -354,27 +392,56 @@ def build_parser() -> argparse.ArgumentParser:
         "Ctrl-C or SIGTERM stops it cleanly.",
     )
     sub = p.add_subparsers(dest="role", required=True, metavar="dispatcher|worker")
-    d = sub.add_parser("dispatcher", help="the one process that hands out work",
-                       description="Start the tf.data service dispatcher.")
+    d = sub.add_parser(
+        "dispatcher",
+        help="the one process that hands out work",
+        description="Start the tf.data service dispatcher.",
+    )
     d.add_argument("--port", type=int, required=True, metavar="P", help="port to listen on")
-    d.add_argument("--work-dir", default=None, metavar="DIR",
-                   help="journal the dispatcher's state in DIR (fault-tolerant mode): "
-                   "restarted with the same DIR and port, it resumes its jobs")
-    d.add_argument("--worker-timeout", type=float, default=None, metavar="S",
-                   help="seconds without a worker heartbeat before the dispatcher drops it "
-                   "(default: TensorFlow's)")
-    w = sub.add_parser("worker", help="one per machine: reads and decodes records",
-                       description="Start a tf.data service worker.")
-    w.add_argument("--dispatcher", required=True, metavar="HOST:P",
-                   help="address of the dispatcher")
-    w.add_argument("--port", type=int, default=0, metavar="Q",
-                   help="port to listen on (default: any free one; give a fixed one for "
-                   "workers restarted by a supervisor)")
-    w.add_argument("--host", default=None,
-                   help="name under which clients reach this worker (default: this "
-                   "machine's name; localhost when the dispatcher is local)")
-    w.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
-                   help=f"seconds to wait for the dispatcher (default {DEFAULT_TIMEOUT_S:g})")
+    d.add_argument(
+        "--work-dir",
+        default=None,
+        metavar="DIR",
+        help="journal the dispatcher's state in DIR (fault-tolerant mode): "
+        "restarted with the same DIR and port, it resumes its jobs",
+    )
+    d.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds without a worker heartbeat before the dispatcher drops it "
+        "(default: TensorFlow's)",
+    )
+    w = sub.add_parser(
+        "worker",
+        help="one per machine: reads and decodes records",
+        description="Start a tf.data service worker.",
+    )
+    w.add_argument(
+        "--dispatcher", required=True, metavar="HOST:P", help="address of the dispatcher"
+    )
+    w.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        metavar="Q",
+        help="port to listen on (default: any free one; give a fixed one for "
+        "workers restarted by a supervisor)",
+    )
+    w.add_argument(
+        "--host",
+        default=None,
+        help="name under which clients reach this worker (default: this "
+        "machine's name; localhost when the dispatcher is local)",
+    )
+    w.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds to wait for the dispatcher (default {DEFAULT_TIMEOUT_S:g})",
+    )
     return p
 
 
@@ -382,25 +449,35 @@ def _run(role: str, args: argparse.Namespace) -> int:
     if role == "dispatcher":
         server = start_dispatcher(args.port, args.work_dir, worker_timeout=args.worker_timeout)
         port = int(server.target.rsplit(":", 1)[1])
-        mode = (f"fault-tolerant, journal in {args.work_dir}" if args.work_dir else
-                "not fault-tolerant: a restart loses its jobs (give --work-dir)")
-        log.info("tf.data service dispatcher listening on port %d (%s); clients use "
-                 "service='grpc://%s:%d'", port, mode, socket.getfqdn(), port)
+        mode = (
+            f"fault-tolerant, journal in {args.work_dir}"
+            if args.work_dir
+            else "not fault-tolerant: a restart loses its jobs (give --work-dir)"
+        )
+        log.info(
+            "tf.data service dispatcher listening on port %d (%s); clients use "
+            "service='grpc://%s:%d'",
+            port,
+            mode,
+            socket.getfqdn(),
+            port,
+        )
         what = "dispatcher"
     else:
         # SIGINT's Python handler cannot run while TensorFlow registers the worker (it
         # holds the interpreter): let Ctrl-C end the process outright until then
         previous = signal.signal(signal.SIGINT, signal.SIG_DFL)
         try:
-            server = start_worker(args.dispatcher, args.port, host=args.host,
-                                  timeout=args.timeout)
+            server = start_worker(args.dispatcher, args.port, host=args.host, timeout=args.timeout)
         finally:
             signal.signal(signal.SIGINT, previous)
-        log.info("tf.data service worker registered with the dispatcher at %s",
-                 args.dispatcher)
+        log.info("tf.data service worker registered with the dispatcher at %s", args.dispatcher)
         what = "worker"
-    return serve(server, what, on_ready=lambda: print(
-        f"fastvid service {what}: ready", file=sys.stderr, flush=True))
+    return serve(
+        server,
+        what,
+        on_ready=lambda: print(f"fastvid service {what}: ready", file=sys.stderr, flush=True),
+    )
 
 
 def cli_main(argv: list[str] | None = None) -> int:

@@ -151,7 +151,11 @@ def plan_records(sources: Sequence[Source], options: ConvertOptions) -> list[Rec
     return [
         RecordPlan(
             fmt.record_name(
-                options.prefix, options.shard_index, options.num_shards, i, len(chunks),
+                options.prefix,
+                options.shard_index,
+                options.num_shards,
+                i,
+                len(chunks),
                 options.file_suffix,
             ),
             chunk,
@@ -335,7 +339,8 @@ class _Manifest:
             old = json.loads(path.read_text(encoding="utf-8"))
             if old.get("config") != config:
                 changed = sorted(
-                    k for k in set(config) | set(old.get("config", {}))
+                    k
+                    for k in set(config) | set(old.get("config", {}))
                     if config.get(k) != old.get("config", {}).get(k)
                 )
                 raise ValueError(
@@ -379,8 +384,11 @@ def _other_shardings(dest: Path, options: ConvertOptions, overwrite: bool) -> No
     another number of shards: reading the folder would otherwise see every video twice."""
     pattern = re.compile(rf"{re.escape(options.prefix)}-\d{{5}}-of-(\d{{5}})\.manifest\.json")
     others = sorted(
-        {int(m.group(1)) for p in dest.glob(f"{options.prefix}-*.manifest.json")
-         if (m := pattern.fullmatch(p.name)) and int(m.group(1)) != options.num_shards}
+        {
+            int(m.group(1))
+            for p in dest.glob(f"{options.prefix}-*.manifest.json")
+            if (m := pattern.fullmatch(p.name)) and int(m.group(1)) != options.num_shards
+        }
     )
     if not others:
         return
@@ -434,29 +442,11 @@ def write_records(
     plans = plan_records(sources, options)
     if overwrite:
         _remove_stale(dest, options, {rec.name for rec in plans})
-    todo = []
-    for rec in plans:
-        done = manifest.record(rec.name)
-        if done is not None and not overwrite and _finished(dest / rec.name, done) and not (
-                retry_failed and done["failed"]):
-            summary.records_skipped += 1
-            summary.skipped += done["examples"]
-            summary.failed_before += [tuple(f) for f in done["failed"]]
-            if done["examples"]:
-                summary.records.append(str(dest / rec.name))
-        else:
-            todo.append(rec)
-    if summary.records_skipped:
-        log.info("%s: %d finished record files skipped", dest, summary.records_skipped)
-    retried = sum(len(d["failed"]) for rec in todo if (d := manifest.record(rec.name)))
-    if retried and not overwrite:
-        log.info("%s: retrying %d videos that failed in an earlier run", dest, retried)
+    todo = _records_to_write(plans, manifest, dest, summary, overwrite, retry_failed)
 
     workers = max(1, workers or os.cpu_count() or 1)
     threads = 1 if workers > 1 else None  # one FFmpeg thread per worker: no oversubscription
-    options_tf = tf.io.TFRecordOptions(
-        compression_type=fmt.compression_type(options.compression)
-    )
+    options_tf = tf.io.TFRecordOptions(compression_type=fmt.compression_type(options.compression))
     jobs = [s for rec in todo for s in rec.sources]  # in the order they are written
     bar = _progress(len(jobs), progress)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastvid-convert") as pool:
@@ -487,26 +477,71 @@ def write_records(
                             failed.append((source.path, reason))
                         bar.update(1)
                         bar.set_postfix(failed=len(summary.failed) + len(failed), refresh=False)
-                # manifest first: a crash between the two leaves no final file, so the
-                # record is simply redone
-                manifest.finish(rec.name, written, failed)
-                if written:
-                    _commit(partial, final)
-                    summary.records.append(str(final))
-                else:  # every video failed: no empty file (the manifest says why)
-                    partial.unlink()
-                    final.unlink(missing_ok=True)  # an earlier run's version of it
-                    log.warning("%s: not written, all its %d videos failed", final,
-                                len(rec.sources))
-                summary.records_written += 1
-                summary.converted += written
-                summary.failed += failed
+                _finish_record(rec, partial, final, written, failed, manifest, summary)
         finally:
             for fut in pending:
                 fut.cancel()
             bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _records_to_write(
+    plans: Sequence[RecordPlan],
+    manifest: _Manifest,
+    dest: Path,
+    summary: ConvertSummary,
+    overwrite: bool,
+    retry_failed: bool,
+) -> list[RecordPlan]:
+    """The planned records still to write; the finished ones are counted in ``summary``."""
+    todo = []
+    for rec in plans:
+        done = manifest.record(rec.name)
+        if (
+            done is not None
+            and not overwrite
+            and _finished(dest / rec.name, done)
+            and not (retry_failed and done["failed"])
+        ):
+            summary.records_skipped += 1
+            summary.skipped += done["examples"]
+            summary.failed_before += [tuple(f) for f in done["failed"]]
+            if done["examples"]:
+                summary.records.append(str(dest / rec.name))
+        else:
+            todo.append(rec)
+    if summary.records_skipped:
+        log.info("%s: %d finished record files skipped", dest, summary.records_skipped)
+    retried = sum(len(d["failed"]) for rec in todo if (d := manifest.record(rec.name)))
+    if retried and not overwrite:
+        log.info("%s: retrying %d videos that failed in an earlier run", dest, retried)
+    return todo
+
+
+def _finish_record(
+    rec: RecordPlan,
+    partial: Path,
+    final: Path,
+    written: int,
+    failed: list[tuple[str, str]],
+    manifest: _Manifest,
+    summary: ConvertSummary,
+) -> None:
+    """Put a fully written record in place (or none, when all its videos failed)."""
+    # manifest first: a crash between the two leaves no final file, so the record is
+    # simply redone
+    manifest.finish(rec.name, written, failed)
+    if written:
+        _commit(partial, final)
+        summary.records.append(str(final))
+    else:  # every video failed: no empty file (the manifest says why)
+        partial.unlink()
+        final.unlink(missing_ok=True)  # an earlier run's version of it
+        log.warning("%s: not written, all its %d videos failed", final, len(rec.sources))
+    summary.records_written += 1
+    summary.converted += written
+    summary.failed += failed
 
 
 def _finished(path: Path, entry: dict[str, Any]) -> bool:
@@ -602,20 +637,42 @@ def convert(
     if encoding is None:
         encoding = "raw" if (layout == "video2tfrecord" and flow) else "jpeg"
     options = ConvertOptions(  # bad options fail before any file is listed
-        frames=frames, size=tuple(size) if size else None, gray=gray, flow=flow,
-        videos_per_record=videos_per_record, compression=compression, encoding=encoding,
-        layout=layout, jpeg_quality=jpeg_quality, prefix=prefix,
-        num_shards=num_shards, shard_index=shard_index,
+        frames=frames,
+        size=tuple(size) if size else None,
+        gray=gray,
+        flow=flow,
+        videos_per_record=videos_per_record,
+        compression=compression,
+        encoding=encoding,
+        layout=layout,
+        jpeg_quality=jpeg_quality,
+        prefix=prefix,
+        num_shards=num_shards,
+        shard_index=shard_index,
     )
     if isinstance(source, (str, os.PathLike)):
         sources, found_classes = discover(source)
     else:
         sources = sorted(source, key=lambda s: s.path)
         found_classes = list(classes or sorted({s.class_name for s in sources if s.label >= 0}))
-    log.info("%d videos, %d classes -> %s (shard %d of %d)", len(sources), len(found_classes),
-             destination, shard_index, num_shards)
-    return write_records(sources, found_classes, destination, options, workers=workers,
-                         overwrite=overwrite, progress=progress, retry_failed=retry_failed)
+    log.info(
+        "%d videos, %d classes -> %s (shard %d of %d)",
+        len(sources),
+        len(found_classes),
+        destination,
+        shard_index,
+        num_shards,
+    )
+    return write_records(
+        sources,
+        found_classes,
+        destination,
+        options,
+        workers=workers,
+        overwrite=overwrite,
+        progress=progress,
+        retry_failed=retry_failed,
+    )
 
 
 def convert_videos_to_tfrecord(
@@ -652,17 +709,34 @@ def convert_videos_to_tfrecord(
         paths = glob.glob(os.path.join(source_path, file_suffix))
     if not paths:
         raise FileNotFoundError(f"no video matches {os.path.join(source_path, file_suffix)}")
-    return _convert_v2t(paths, destination_path, n_videos_in_record, n_frames_per_video,
-                        dense_optical_flow, width, height)
+    return _convert_v2t(
+        paths,
+        destination_path,
+        n_videos_in_record,
+        n_frames_per_video,
+        dense_optical_flow,
+        width,
+        height,
+    )
 
 
 def _convert_v2t(
-    paths: Sequence[str], destination: str, per_record: int, frames: int | str,
-    flow: bool, width: int, height: int,
+    paths: Sequence[str],
+    destination: str,
+    per_record: int,
+    frames: int | str,
+    flow: bool,
+    width: int,
+    height: int,
 ) -> ConvertSummary:
     options = ConvertOptions(
-        frames=frames, size=(height, width), flow=flow, videos_per_record=per_record,
-        encoding="raw" if flow else "jpeg", layout="video2tfrecord", prefix="batch",
+        frames=frames,
+        size=(height, width),
+        flow=flow,
+        videos_per_record=per_record,
+        encoding="raw" if flow else "jpeg",
+        layout="video2tfrecord",
+        prefix="batch",
         suffix=".tfrecords",
     )
     sources = sorted((Source(str(p)) for p in paths), key=lambda s: s.path)
