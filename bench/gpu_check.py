@@ -381,7 +381,11 @@ else:
     if not tf.config.list_physical_devices("GPU"):
         print(json.dumps({"skip": "tensorflow sees no GPU"})); sys.exit()
     t = to_backend(x, backend="tensorflow")
-    back = cupy.from_dlpack(tf.experimental.dlpack.to_dlpack(t))
+    capsule = tf.experimental.dlpack.to_dlpack(t)
+    try:  # a bare capsule: older CuPy takes it in from_dlpack, newer only in fromDlpack
+        back = cupy.from_dlpack(capsule)
+    except (TypeError, AttributeError):
+        back = cupy.fromDlpack(capsule)
     got, same = float(tf.reduce_sum(tf.cast(t, tf.float64))), back.data.ptr == ptr
 print(json.dumps({"got": got, "want": want, "same_pointer": same}))
 """
